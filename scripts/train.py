@@ -1,0 +1,27 @@
+"""Train one configuration: ``python scripts/train.py model=lenet300 kl.warmup=50``."""
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from sparsevd.run import ERRORS, run
+from sparsevd.trainer import Interrupted
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="train")
+def main(cfg: DictConfig) -> None:
+    hc = HydraConfig.get()
+    try:
+        run(OmegaConf.to_container(cfg, resolve=True), Path(hc.runtime.output_dir),
+            overrides=list(hc.overrides.task))
+    except ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except Interrupted:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""LeNet-300-100 and LeNet-5-Caffe, built dense or sparse from one layer factory.
+
+To add a model: write a class whose ``__init__(self, layers: LayerFactory, **kwargs)`` builds its
+weighted layers with ``layers.linear`` / ``layers.conv2d``, decorate it with ``@register_model``,
+and add ``configs/model/<name>.yaml``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .nn import Conv2dSVDO, LinearSVDO, SVDOLayer, kl_ard, kl_log_uniform
+
+METHODS = ("dense", "sparsevd", "ard")
+KL_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "sparsevd": kl_log_uniform,
+    "ard": kl_ard,
+}
+MODELS: dict[str, type[nn.Module]] = {}
+
+
+def register_model(cls: type[nn.Module]) -> type[nn.Module]:
+    MODELS[cls.name] = cls
+    return cls
+
+
+@dataclass
+class LayerFactory:
+    """Makes plain torch layers for ``dense`` and SVDO layers for ``sparsevd`` / ``ard``."""
+
+    method: str = "sparsevd"
+    threshold: float = 3.0
+    log_sigma2_init: float = -10.0
+    train_clip: bool = False
+
+    @property
+    def sparse(self) -> bool:
+        return self.method != "dense"
+
+    def _svdo_kwargs(self) -> dict:
+        return dict(threshold=self.threshold, log_sigma2_init=self.log_sigma2_init,
+                    train_clip=self.train_clip)
+
+    def linear(self, in_features: int, out_features: int) -> nn.Module:
+        if self.sparse:
+            return LinearSVDO(in_features, out_features, **self._svdo_kwargs())
+        return nn.Linear(in_features, out_features)
+
+    def conv2d(self, in_channels: int, out_channels: int, kernel_size: int) -> nn.Module:
+        if self.sparse:
+            return Conv2dSVDO(in_channels, out_channels, kernel_size, **self._svdo_kwargs())
+        return nn.Conv2d(in_channels, out_channels, kernel_size)
+
+
+@register_model
+class LeNet300(nn.Module):
+    """784-300-100-10 MLP with ReLU (LeCun et al. 1998), Table 1's LeNet-300-100."""
+
+    name = "lenet300"
+
+    def __init__(self, layers: LayerFactory, in_features: int = 784, num_classes: int = 10):
+        super().__init__()
+        self.fc1 = layers.linear(in_features, 300)
+        self.fc2 = layers.linear(300, 100)
+        self.fc3 = layers.linear(100, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+@register_model
+class LeNet5(nn.Module):
+    """LeNet-5-Caffe: conv20@5x5, pool, conv50@5x5, pool, fc 800-500, fc 500-10, ReLU."""
+
+    name = "lenet5"
+
+    def __init__(self, layers: LayerFactory, in_channels: int = 1, num_classes: int = 10):
+        super().__init__()
+        self.conv1 = layers.conv2d(in_channels, 20, 5)
+        self.conv2 = layers.conv2d(20, 50, 5)
+        self.fc1 = layers.linear(800, 500)
+        self.fc2 = layers.linear(500, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = F.relu(self.fc1(x.flatten(1)))
+        return self.fc2(x)
+
+
+def weighted_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """The layers whose weights count for sparsity and compression, by stable name (fc1, conv1...)."""
+    return {name: m for name, m in model.named_modules()
+            if isinstance(m, (nn.Linear, nn.Conv2d))}
+
+
+def svdo_layers(model: nn.Module) -> list[SVDOLayer]:
+    return [m for m in model.modules() if isinstance(m, SVDOLayer)]
+
+
+def total_kl(model: nn.Module, method: str) -> torch.Tensor:
+    """Sum of the per-weight KL over every SVDO layer (0 for a dense model)."""
+    layers = svdo_layers(model)
+    if not layers or method == "dense":
+        return torch.zeros((), device=next(model.parameters()).device)
+    kl_fn = KL_FUNCTIONS[method]
+    return sum(kl_fn(layer.log_alpha).sum() for layer in layers)
+
+
+def init_weights(model: nn.Module, scheme: str, std: float) -> None:
+    """``torch``: keep torch's default init; ``normal``: theta ~ N(0, std^2), biases 0 (authors' choice)."""
+    if scheme == "torch":
+        return
+    if scheme != "normal":
+        raise ValueError(f"model.init must be 'torch' or 'normal', got {scheme!r}")
+    with torch.no_grad():
+        for layer in weighted_layers(model).values():
+            layer.weight.normal_(0.0, std)
+            if layer.bias is not None:
+                layer.bias.zero_()
+
+
+def build_model(name: str, method: str = "sparsevd", *, threshold: float = 3.0,
+                log_sigma2_init: float = -10.0, train_clip: bool = False,
+                init: str = "torch", init_std: float = 0.01, **model_kwargs) -> nn.Module:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
+    factory = LayerFactory(method, threshold, log_sigma2_init, train_clip)
+    model = MODELS[name](factory, **model_kwargs)
+    init_weights(model, init, init_std)
+    return model

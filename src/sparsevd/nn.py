@@ -1,0 +1,114 @@
+"""Sparse variational dropout layers (Molchanov, Ashukha & Vetrov, ICML 2017).
+
+Each weight has the posterior q(w) = N(theta, sigma^2) with alpha = sigma^2 / theta^2.
+We learn theta (``weight``) and ``log_sigma2`` directly: the additive reparameterization of
+Sec. 4.1, which keeps the gradient variance of theta low even for huge alpha.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["LinearSVDO", "Conv2dSVDO", "SVDOLayer", "kl_log_uniform", "kl_ard", "LOG_ALPHA_CLIP"]
+
+LOG_ALPHA_CLIP = 8.0
+# Eq. 14 of the paper: sigmoid + softplus fit of -KL(q || log-uniform) up to a constant.
+K1, K2, K3 = 0.63576, 1.87320, 1.48695
+
+
+def kl_log_uniform(log_alpha: torch.Tensor) -> torch.Tensor:
+    """Per-weight KL(N(theta, alpha theta^2) || log-uniform), the approximation of Eq. 14.
+
+    -KL ~= k1 sigmoid(k2 + k3 log_alpha) - 0.5 log1p(exp(-log_alpha)) - k1,
+    which is 0 as alpha -> infinity and grows as alpha -> 0.
+    """
+    neg_kl = K1 * torch.sigmoid(K2 + K3 * log_alpha) - 0.5 * F.softplus(-log_alpha) - K1
+    return -neg_kl
+
+
+def kl_ard(log_alpha: torch.Tensor) -> torch.Tensor:
+    """Per-weight KL to the empirical-Bayes prior N(0, lambda) at its optimum lambda = theta^2 + sigma^2.
+
+    Plugging that optimum into the Gaussian KL leaves 0.5 log(1 + 1/alpha) (ARD, cf. Sec. 4 and
+    Kharitonov et al. 2018), written as softplus(-log_alpha) / 2 for stability.
+    """
+    return 0.5 * F.softplus(-log_alpha)
+
+
+class SVDOLayer(nn.Module):
+    """Shared machinery: theta, log sigma^2, log alpha, the pruning mask and the LRT forward.
+
+    Subclasses supply ``_op(x, weight, bias)`` (the deterministic linear map) and create
+    ``weight`` / ``bias`` with the shapes torch's own layer would use. This is the one place to
+    extend: a new sparse layer only needs its ``_op``.
+    """
+
+    threshold: float
+    train_clip: bool
+
+    def _init_variational(self, threshold: float, log_sigma2_init: float, train_clip: bool) -> None:
+        if not math.isfinite(threshold):
+            raise ValueError(f"threshold must be finite, got {threshold}; pass e.g. threshold=3.0")
+        self.threshold = float(threshold)
+        self.train_clip = bool(train_clip)
+        self.log_sigma2_init = float(log_sigma2_init)
+        self.log_sigma2 = nn.Parameter(torch.full_like(self.weight, self.log_sigma2_init))
+
+    def _op(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    @property
+    def log_alpha(self) -> torch.Tensor:
+        """log alpha = log sigma^2 - log theta^2, clipped to [-8, 8] as in the authors' code."""
+        log_alpha = self.log_sigma2 - torch.log(self.weight * self.weight + 1e-8)
+        return torch.clamp(log_alpha, -LOG_ALPHA_CLIP, LOG_ALPHA_CLIP)
+
+    def mask(self, log_alpha: torch.Tensor | None = None) -> torch.Tensor:
+        """1 for weights kept at test time (log alpha < threshold), 0 for pruned ones."""
+        log_alpha = self.log_alpha if log_alpha is None else log_alpha
+        return (log_alpha < self.threshold).to(self.weight.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        log_alpha = self.log_alpha
+        if not self.training:
+            return self._op(x, self.weight * self.mask(log_alpha), self.bias)
+        # Local reparameterization trick (Sec. 3.3): sample pre-activations, not weights, so
+        # each example in the batch gets independent noise at the cost of one extra op.
+        theta = self.weight * self.mask(log_alpha) if self.train_clip else self.weight
+        mean = self._op(x, theta, self.bias)
+        var = self._op(x * x, torch.exp(log_alpha) * self.weight * self.weight, None)
+        return mean + torch.sqrt(var + 1e-8) * torch.randn_like(mean)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, threshold={self.threshold}, train_clip={self.train_clip}"
+
+
+class LinearSVDO(SVDOLayer, nn.Linear):
+    """Fully connected layer with sparse variational dropout; ``weight`` is theta."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, threshold: float = 3.0,
+                 log_sigma2_init: float = -10.0, train_clip: bool = False):
+        nn.Linear.__init__(self, in_features, out_features, bias=bias)
+        self._init_variational(threshold, log_sigma2_init, train_clip)
+
+    def _op(self, x, weight, bias):
+        return F.linear(x, weight, bias)
+
+
+
+class Conv2dSVDO(SVDOLayer, nn.Conv2d):
+    """2-d convolution with sparse variational dropout; the variance path is conv(x^2, alpha theta^2)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 bias: bool = True, threshold: float = 3.0, log_sigma2_init: float = -10.0,
+                 train_clip: bool = False):
+        nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride=stride,
+                           padding=padding, bias=bias)
+        self._init_variational(threshold, log_sigma2_init, train_clip)
+
+    def _op(self, x, weight, bias):
+        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+

@@ -1,0 +1,178 @@
+"""Run records: atomic writes, provenance, checkpoints, and the committed copy under results/runs.
+
+Everything here writes to a temp file in the same folder and renames it into place, so a kill
+at any moment leaves either the old file or the new one, never half of one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RECORD_FILES = ("final.json", "metrics.jsonl", "config.yaml")
+CHECKPOINT = "checkpoint.pt"
+
+
+class RecordError(RuntimeError):
+    """A record or checkpoint that cannot be written or trusted; the message says what to do."""
+
+
+def _atomic_write(path: Path, write) -> None:
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise RecordError(f"cannot write to {path.parent} ({exc.strerror}); "
+                          f"make it writable or choose another folder") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; records are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    _atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def _finite_json(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        raise RecordError(f"refusing to write a non-finite number ({obj}) into a record")
+    if isinstance(obj, dict):
+        return {k: _finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_json(v) for v in obj]
+    return obj
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(_finite_json(obj), indent=2, sort_keys=True) + "\n")
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    atomic_write_text(path, "".join(json.dumps(_finite_json(r), sort_keys=True) + "\n" for r in rows))
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def git_info(repo: Path | None = None) -> dict:
+    """Commit SHA and whether the work tree had uncommitted changes (``dirty``)."""
+    repo = Path(repo or Path(__file__).resolve().parents[2])
+
+    def git(*args):
+        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10)
+        return done.stdout.strip() if done.returncode == 0 else ""
+    try:
+        sha = git("rev-parse", "HEAD") or None
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no")) if sha else None
+    except (OSError, subprocess.SubprocessError):
+        sha, dirty = None, None
+    return {"sha": sha, "dirty": dirty}
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(device: torch.device) -> dict:
+    import torchvision
+
+    info = {
+        "git": git_info(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "host": platform.node(),
+    }
+    return info
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    _atomic_write(Path(path), lambda f: torch.save(state, f))
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Load with ``weights_only=True``: a checkpoint from elsewhere can hold tensors, never code."""
+    path = Path(path)
+    if not path.exists():
+        raise RecordError(f"no checkpoint at {path}; pass resume=<run dir> of a run that saved one")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RecordError(f"refusing to load {path}: not a plain-tensor checkpoint ({first[:160]}); "
+                          f"only checkpoints written by sparsevd can be resumed") from None
+
+
+def record_dir(results_dir: Path, name: str, seed: int) -> Path:
+    return Path(results_dir) / name / f"seed{seed}"
+
+
+def read_final(path: Path) -> dict:
+    """Parse a final.json with plain JSON, raising RecordError if it is corrupt or incomplete."""
+    try:
+        final = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise RecordError(f"{path}: unreadable ({type(exc).__name__})") from None
+    if not isinstance(final, dict) or "metrics" not in final or "config" not in final:
+        raise RecordError(f"{path}: missing 'metrics' or 'config'")
+    return final
+
+
+def publish(run_dir: Path, dest: Path, force: bool = False) -> Path:
+    """Copy a finished run's record into ``dest`` (results/runs/<experiment>/seed<k>/).
+
+    The copy is staged in a temp folder and swapped in, so ``dest`` is never half-written. An
+    existing good record is only replaced when ``force`` is set.
+    """
+    run_dir, dest = Path(run_dir), Path(dest)
+    if (dest / "final.json").exists() and not force:
+        raise RecordError(f"{dest} already holds a record; re-run with FORCE=1 "
+                          f"(results.force=true) to replace it")
+    extras = sorted(p.name for p in run_dir.glob("*.npz"))
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
+    except OSError as exc:
+        raise RecordError(f"cannot write to {dest.parent} ({exc.strerror}); make it writable "
+                          f"or set results.dir to another folder") from None
+    try:
+        for fname in (*RECORD_FILES, *extras):
+            shutil.copy2(run_dir / fname, staging / fname)
+        old = None
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(dest, old)
+        os.replace(staging, dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dest

@@ -1,0 +1,210 @@
+"""One training run from a resolved config: validate, build, train, record, publish."""
+from __future__ import annotations
+
+import math
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from .data import DATASETS, NUM_TRAIN, PREPROCESSING, DataError, load_dataset
+from .metrics import effective_weight
+from .models import METHODS, MODELS, build_model, svdo_layers, weighted_layers
+from .records import (CHECKPOINT, RecordError, atomic_write_json, atomic_write_text, environment,
+                      publish, record_dir)
+from .tracking import make_tracker
+from .trainer import (LOSS_SCALES, LR_SCHEDULES, Interrupted, TrainConfig, TrainingError, fit,
+                      resolve_device, seed_everything, summary_line)
+
+# Keys that may differ between a run and its resumption without changing what is computed.
+VOLATILE_KEYS = ("resume", "logger", "device", "results", "data.root", "trainer.progress")
+LOG_ALPHA_BINS = np.linspace(-8.0, 8.0, 81)
+
+
+class ConfigError(ValueError):
+    """An override that cannot work; the message names the key and a valid value."""
+
+
+def _get(cfg: dict, dotted: str):
+    for part in dotted.split("."):
+        cfg = cfg[part]
+    return cfg
+
+
+def validate(cfg: dict) -> None:
+    """Check every value before anything is written; raise ConfigError naming the fix."""
+    def need(ok, msg):
+        if not ok:
+            raise ConfigError(msg)
+
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def finite(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    need(cfg["model"]["name"] in MODELS, f"unknown model {cfg['model']['name']!r}; use model={'|'.join(MODELS)}")
+    need(cfg["method"]["name"] in METHODS, f"unknown method {cfg['method']['name']!r}; use method={'|'.join(METHODS)}")
+    need(cfg["data"]["name"] in DATASETS, f"unknown data {cfg['data']['name']!r}; use data={'|'.join(DATASETS)}")
+    need(cfg["logger"]["name"] in ("wandb", "none"), f"unknown logger {cfg['logger']['name']!r}; use logger=wandb|none")
+    tr, size = cfg["trainer"], cfg["data"]["train_size"]
+    for key in ("epochs", "batch_size", "eval_every", "checkpoint_every"):
+        need(is_int(tr[key]) and tr[key] >= 1, f"trainer.{key}={tr[key]} must be a whole number >= 1")
+    need(size is None or (is_int(size) and 1 <= size <= NUM_TRAIN),
+         f"data.train_size={size} is out of range; use 1..{NUM_TRAIN} or null for all")
+    need(tr["batch_size"] <= (size or NUM_TRAIN),
+         f"trainer.batch_size={tr['batch_size']} is larger than the {size or NUM_TRAIN} training examples")
+    need(finite(cfg["method"]["threshold"]), f"method.threshold={cfg['method']['threshold']} must be finite, e.g. 3.0")
+    need(finite(cfg["method"]["log_sigma2_init"]), "method.log_sigma2_init must be finite, e.g. -10.0")
+    need(finite(cfg["optim"]["lr"]) and cfg["optim"]["lr"] > 0, f"optim.lr={cfg['optim']['lr']} must be finite and > 0")
+    need(cfg["optim"]["schedule"] in LR_SCHEDULES, f"optim.schedule must be one of {'|'.join(LR_SCHEDULES)}")
+    kl = cfg["kl"]
+    need(finite(kl["max"]) and kl["max"] >= 0, f"kl.max={kl['max']} must be finite and >= 0")
+    need(is_int(kl["start"]) and kl["start"] >= 0 and is_int(kl["warmup"]) and kl["warmup"] >= 0,
+         "kl.start and kl.warmup must be whole numbers of epochs >= 0")
+    need(cfg["loss"]["scale"] in LOSS_SCALES, f"loss.scale must be one of {'|'.join(LOSS_SCALES)}")
+    need(cfg["data"]["preprocess"] in PREPROCESSING, f"data.preprocess must be one of {'|'.join(PREPROCESSING)}")
+    need(cfg["model"]["init"] in ("torch", "normal"), "model.init must be torch or normal")
+    need(finite(cfg["model"]["init_std"]) and cfg["model"]["init_std"] > 0, "model.init_std must be finite and > 0")
+    need(cfg["device"] in ("auto", "cpu", "cuda"), f"device={cfg['device']!r}; use auto|cpu|cuda")
+    need(is_int(cfg["seed"]), f"seed={cfg['seed']!r} must be a whole number")
+
+
+def comparable(cfg: dict) -> dict:
+    """The config without the keys that may change across a resume."""
+    out = yaml.safe_load(yaml.safe_dump(cfg))
+    for dotted in VOLATILE_KEYS:
+        *parents, leaf = dotted.split(".")
+        node = out
+        for p in parents:
+            node = node.get(p, {})
+        node.pop(leaf, None)
+    return out
+
+
+def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    keys = sorted(set(a) | set(b))
+    out = []
+    for k in keys:
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _diff(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            out.append(f"{prefix}{k}={va!r} (checkpoint) vs {vb!r} (now)")
+    return out
+
+
+def find_unfinished(outputs: Path, cfg: dict) -> Path | None:
+    """The newest run folder under ``outputs`` with a checkpoint, no final.json and the same config."""
+    want = comparable(cfg)
+    candidates = []
+    for ckpt in Path(outputs).rglob(CHECKPOINT):
+        run_dir = ckpt.parent
+        if (run_dir / "final.json").exists() or not (run_dir / "config.yaml").exists():
+            continue
+        try:
+            saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+        except yaml.YAMLError:
+            continue
+        if comparable(saved) == want:
+            candidates.append((ckpt.stat().st_mtime, run_dir))
+    return max(candidates)[1] if candidates else None
+
+
+def save_arrays(model, path: Path) -> None:
+    """Compact per-layer log-alpha histograms and per-input surviving-weight counts, for the figures."""
+    arrays = {"bin_edges": LOG_ALPHA_BINS}
+    for name, layer in weighted_layers(model).items():
+        w = effective_weight(layer)
+        arrays[f"inputs_kept/{name}"] = (w != 0).flatten(1).sum(0).cpu().numpy().astype(np.int32) \
+            if w.dim() == 2 else (w != 0).sum((0, 2, 3)).cpu().numpy().astype(np.int32)
+    for layer in svdo_layers(model):
+        name = next(n for n, m in model.named_modules() if m is layer)
+        la = layer.log_alpha.detach().cpu().numpy().ravel()
+        arrays[f"log_alpha_hist/{name}"] = np.histogram(la, LOG_ALPHA_BINS)[0].astype(np.int64)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def run(cfg: dict, run_dir: Path, overrides: list[str] = (), outputs: Path = Path("outputs")) -> dict | None:
+    """Train one configuration and write its record into ``run_dir``; returns final.json's content."""
+    validate(cfg)
+    name, seed = cfg["name"], cfg["seed"]
+    dest = record_dir(Path(cfg["results"]["dir"]), name, seed) if cfg["results"]["save"] else None
+    if dest is not None:
+        if (dest / "final.json").exists() and not cfg["results"]["force"]:
+            print(f"record exists: {dest}/final.json; skipping (FORCE=1 / results.force=true to re-run)")
+            return None
+        _check_writable(dest.parent)
+    resume = cfg["resume"]
+    if resume == "auto":
+        found = find_unfinished(outputs, cfg)
+        print(f"resume=auto: {'continuing ' + str(found) if found else 'no unfinished twin, starting fresh'}")
+        resume, run_dir = (True, found) if found else (False, run_dir)
+    elif resume:
+        run_dir = Path(resume)
+        if not (run_dir / "config.yaml").exists():
+            raise RecordError(f"resume={resume}: no config.yaml there; pass the folder of an earlier run")
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+        diff = _diff(comparable(saved), comparable(cfg))
+        if diff:
+            raise RecordError(f"resume={resume} was trained with a different config: {'; '.join(diff[:3])}; "
+                              f"resume with the run's own overrides, or start a new run")
+        resume = True
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+    device = resolve_device(cfg["device"])
+    seed_everything(seed)
+    m, d = cfg["method"], cfg["data"]
+    data = load_dataset(d["name"], d["root"], d["preprocess"], d["train_size"], device)
+    model = build_model(cfg["model"]["name"], m["name"], threshold=m["threshold"],
+                        log_sigma2_init=m["log_sigma2_init"], train_clip=m["train_clip"],
+                        init=cfg["model"]["init"], init_std=cfg["model"]["init_std"]).to(device)
+    tc = TrainConfig(epochs=cfg["trainer"]["epochs"], batch_size=cfg["trainer"]["batch_size"],
+                     lr=cfg["optim"]["lr"], schedule=cfg["optim"]["schedule"], kl_start=cfg["kl"]["start"],
+                     kl_warmup=cfg["kl"]["warmup"], kl_max=cfg["kl"]["max"], loss_scale=cfg["loss"]["scale"],
+                     method=m["name"], eval_every=cfg["trainer"]["eval_every"],
+                     checkpoint_every=cfg["trainer"]["checkpoint_every"], progress=cfg["trainer"]["progress"],
+                     identity={"model": cfg["model"]["name"], "method": m["name"], "data": d["name"]})
+    tracker = make_tracker(cfg["logger"], cfg, f"{name}-seed{seed}", run_dir)
+    exit_code, final = 1, None
+    start = time.perf_counter()
+    try:
+        def on_eval(row):
+            print(summary_line(row), flush=True)
+            tracker.log(row)
+        history = fit(model, data, tc, run_dir, seed=seed, device=device, on_eval=on_eval, resume=bool(resume))
+        final = {"name": name, "seed": seed, "metrics": history[-1], "config": cfg,
+                 "environment": environment(device), "wall_time": history[-1]["time"],
+                 "wall_time_this_process": time.perf_counter() - start, "run_dir": str(run_dir)}
+        save_arrays(model, run_dir / "arrays.npz")
+        atomic_write_json(run_dir / "final.json", final)
+        exit_code = 0
+    except Interrupted as exc:
+        cmd = " ".join(["python scripts/train.py", *map(shlex.quote, overrides), f"resume={run_dir}"])
+        print(f"\n{exc}: checkpoint saved in {run_dir}/{CHECKPOINT}; resume with:\n  {cmd}", file=sys.stderr)
+        raise
+    finally:
+        tracker.finish(final["metrics"] if final else None, exit_code)
+    if dest is not None:
+        publish(run_dir, dest, force=cfg["results"]["force"])
+        print(f"record: {dest}")
+    print(f"done in {final['wall_time']:.1f}s: {run_dir}/final.json")
+    return final
+
+
+def _check_writable(folder: Path) -> None:
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not os.access(probe, os.W_OK):
+        raise RecordError(f"results folder {folder} is not writable; fix its permissions or set results.dir")
+
+
+ERRORS = (ConfigError, DataError, RecordError, TrainingError)

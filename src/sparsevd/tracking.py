@@ -1,0 +1,61 @@
+"""Weights & Biases logging behind a two-method interface, so ``logger=none`` needs no wandb at all."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def flatten_row(row: dict) -> dict:
+    """One evaluation row as W&B keys: train/*, test/error, test/compression, test/sparsity/<layer>."""
+    out = {
+        "epoch": row["epoch"],
+        "train/ce": row["train_ce"],
+        "train/kl": row["train_kl"],
+        "train/kl_per_sample": row["train_kl_per_sample"],
+        "train/kl_weight": row["kl_weight"],
+        "train/lr": row["lr"],
+        "test/error": row["test_error"],
+        "test/compression": row["compression"],
+        "test/compression_with_biases": row["compression_with_biases"],
+    }
+    out.update({f"test/sparsity/{name}": v for name, v in row["sparsity"].items()})
+    return out
+
+
+class NullTracker:
+    def log(self, row: dict) -> None:
+        pass
+
+    def finish(self, final: dict | None = None, exit_code: int = 0) -> None:
+        pass
+
+
+class WandbTracker(NullTracker):
+    """Streams each evaluation to W&B; ``mode`` defaults to offline and ``$WANDB_MODE`` wins."""
+
+    def __init__(self, config: dict, *, project: str, entity: str | None, group: str, tags: list,
+                 name: str, mode: str, dir: str | os.PathLike):
+        import wandb
+
+        Path(dir).mkdir(parents=True, exist_ok=True)
+        self.run = wandb.init(project=project, entity=entity, group=group, tags=list(tags), name=name,
+                              config=config, dir=str(dir), mode=os.environ.get("WANDB_MODE") or mode,
+                              reinit="finish_previous")
+
+    def log(self, row: dict) -> None:
+        self.run.log(flatten_row(row), step=row["epoch"])
+
+    def finish(self, final: dict | None = None, exit_code: int = 0) -> None:
+        if final is not None:
+            self.run.summary.update({f"final/{k}": v for k, v in flatten_row(final).items()})
+        self.run.finish(exit_code=exit_code)
+
+
+def make_tracker(logger_cfg: dict, config: dict, run_name: str, run_dir: Path) -> NullTracker:
+    if logger_cfg.get("name", "none") == "none":
+        return NullTracker()
+    if logger_cfg["name"] != "wandb":
+        raise ValueError(f"unknown logger {logger_cfg['name']!r}; use logger=wandb or logger=none")
+    return WandbTracker(config, project=logger_cfg["project"], entity=logger_cfg.get("entity"),
+                        group=logger_cfg["group"], tags=logger_cfg.get("tags", []), name=run_name,
+                        mode=logger_cfg.get("mode", "offline"), dir=logger_cfg.get("dir") or run_dir)

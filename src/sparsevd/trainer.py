@@ -1,0 +1,228 @@
+"""The training loop: negative-ELBO loss, LR and KL-weight schedules, checkpoints, resume, signals."""
+from __future__ import annotations
+
+import math
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import Dataset, batches
+from .metrics import evaluate
+from .models import svdo_layers, total_kl
+from .records import CHECKPOINT, RecordError, load_checkpoint, save_checkpoint, write_jsonl
+
+LR_SCHEDULES = ("constant", "linear", "constant_then_linear")
+LOSS_SCALES = ("sum", "mean")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a non-finite loss, say); the message names where and what to do."""
+
+
+class Interrupted(Exception):
+    """SIGINT/SIGTERM arrived; a checkpoint was written before this was raised."""
+
+
+def kl_weight(epoch: int, start: int, warmup: int, maximum: float = 1.0) -> float:
+    """beta at 0-based ``epoch``: 0 until ``start``, then linear, reaching ``maximum`` at ``start + warmup``.
+
+    Matches the authors' ``rw_linear`` (start=5, warmup=15: 0 for epochs 0-5, 1 from epoch 20).
+    """
+    if epoch < start:
+        return 0.0
+    if warmup <= 0:
+        return float(maximum)
+    return float(maximum) * min(1.0, (epoch - start) / warmup)
+
+
+def lr_factor(epoch: int, epochs: int, schedule: str) -> float:
+    """Multiplier of the base LR at 0-based ``epoch``, the authors' two schedules plus constant."""
+    if schedule == "constant":
+        return 1.0
+    if schedule == "linear":
+        return 1.0 - epoch / epochs
+    if schedule == "constant_then_linear":
+        half = epochs // 2
+        return 1.0 if epoch < half else 1.0 - (epoch - half) / (epochs - half)
+    raise ValueError(f"optim.schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("device=cuda but no CUDA device is visible; use device=cpu or device=auto")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state(generator: torch.Generator) -> dict:
+    state = {"torch": torch.get_rng_state(), "shuffle": generator.get_state(),
+             "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
+             "numpy_pos": int(np.random.get_state()[2]), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict, generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["shuffle"])
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 200
+    batch_size: int = 100
+    lr: float = 1e-3
+    schedule: str = "constant"
+    kl_start: int = 0
+    kl_warmup: int = 0
+    kl_max: float = 1.0
+    loss_scale: str = "sum"
+    method: str = "sparsevd"
+    eval_every: int = 1
+    checkpoint_every: int = 1
+    progress: bool = True
+    identity: dict = field(default_factory=dict)  # model/method/data: checked on resume
+
+
+class _StopFlag:
+    """Turns SIGINT/SIGTERM into a flag the loop checks after each step."""
+
+    def __init__(self):
+        self.signum = None
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, run_dir: Path, *, seed: int = 0,
+        device: torch.device = torch.device("cpu"), on_eval=None, resume: bool = False) -> list[dict]:
+    """Train ``model`` and return the per-evaluation history; checkpoints go to ``run_dir``.
+
+    Loss (Eq. 3, the negative ELBO, as in the authors' code): N * mean CE + beta * sum KL.
+    ``loss_scale='mean'`` divides it by N, which changes Adam's effective epsilon.
+    """
+    run_dir = Path(run_dir)
+    ckpt_path = run_dir / CHECKPOINT
+    n = data.num_train
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    generator = torch.Generator().manual_seed(seed)
+    history: list[dict] = []
+    start_epoch, start_step, perm, ce_sum, wall = 0, 0, None, None, 0.0
+    if resume:
+        state = load_checkpoint(ckpt_path)
+        if state.get("identity") != cfg.identity:
+            raise RecordError(f"checkpoint in {run_dir} is from {state.get('identity')}, not "
+                              f"{cfg.identity}; resume with the run's own overrides or start a new run")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"], generator)
+        start_epoch, start_step, wall = state["epoch"], state["step"], state["wall_time"]
+        perm, ce_sum, history = state["perm"], state["ce_sum"], state["history"]
+        ce_sum = None if ce_sum is None else ce_sum.to(device)
+    model.to(device)
+    has_kl = bool(svdo_layers(model)) and cfg.method != "dense"
+
+    def checkpoint(epoch, step, perm, ce_sum):
+        save_checkpoint(ckpt_path, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "rng": rng_state(generator), "epoch": epoch, "step": step, "perm": perm,
+            "ce_sum": ce_sum, "history": history, "wall_time": wall + time.perf_counter() - t0,
+            "identity": cfg.identity})
+
+    t0 = time.perf_counter()
+    with _StopFlag() as stop:
+        for epoch in range(start_epoch, cfg.epochs):
+            beta = kl_weight(epoch, cfg.kl_start, cfg.kl_warmup, cfg.kl_max)
+            lr = cfg.lr * lr_factor(epoch, cfg.epochs, cfg.schedule)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            if perm is None:
+                perm, ce_sum = torch.randperm(n, generator=generator), torch.zeros((), device=device)
+            index = perm.to(device).split(cfg.batch_size)
+            model.train()
+            kl = torch.zeros((), device=device)
+            steps = _progress(range(start_step, len(index)), cfg.progress, f"epoch {epoch + 1}/{cfg.epochs}")
+            for step in steps:
+                idx = index[step]
+                xb, yb = data.x_train[idx], data.y_train[idx]
+                ce = F.cross_entropy(model(xb), yb)
+                kl = total_kl(model, cfg.method) if has_kl else kl
+                loss = n * ce + beta * kl if cfg.loss_scale == "sum" else ce + beta * kl / n
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                ce_sum = ce_sum + ce.detach() * len(idx)
+                if stop.signum is not None:
+                    checkpoint(epoch, step + 1, perm, ce_sum)
+                    raise Interrupted(signal.Signals(stop.signum).name)
+            start_step = 0
+            train_ce, train_kl = (ce_sum / n).item(), float(kl.detach())
+            _check_finite(model, train_ce, train_kl, epoch, ckpt_path)
+            perm = ce_sum = None
+            last = epoch + 1 == cfg.epochs
+            if (epoch + 1) % cfg.eval_every == 0 or last:
+                row = {"epoch": epoch + 1, "train_ce": train_ce, "train_kl": train_kl,
+                       "train_kl_per_sample": train_kl / n, "kl_weight": beta, "lr": lr,
+                       "time": wall + time.perf_counter() - t0, **evaluate(model, data.x_test, data.y_test)}
+                history.append(row)
+                write_jsonl(run_dir / "metrics.jsonl", history)
+                if on_eval is not None:
+                    on_eval(row)
+            if (epoch + 1) % cfg.checkpoint_every == 0 or last:
+                checkpoint(epoch + 1, 0, None, None)
+    return history
+
+
+def _check_finite(model, train_ce, train_kl, epoch, ckpt_path):
+    term = "CE" if not math.isfinite(train_ce) else "KL" if not math.isfinite(train_kl) else None
+    if term is None and not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        term = "parameters"
+    if term is not None:
+        last_good = ckpt_path if ckpt_path.exists() else "none yet"
+        raise TrainingError(f"non-finite {term} in epoch {epoch + 1}; last good checkpoint: {last_good}; "
+                            f"lower optim.lr or check the data, then resume from it")
+
+
+def _progress(steps, enabled: bool, desc: str):
+    if not enabled:
+        return steps
+    from tqdm import tqdm
+    return tqdm(steps, desc=desc, leave=False, disable=None, file=sys.stderr, mininterval=0.5)
+
+
+def summary_line(row: dict) -> str:
+    sp = "-".join(f"{v:.1f}" for v in row["sparsity"].values())
+    return (f"epoch {row['epoch']:>3}  error {row['test_error']:.2f}%  sparsity {sp}%  "
+            f"compression {row['compression']:.1f}x  beta {row['kl_weight']:.3f}  lr {row['lr']:.2e}  "
+            f"ce {row['train_ce']:.4f}  kl/N {row['train_kl_per_sample']:.4f}")

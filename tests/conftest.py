@@ -1,0 +1,22 @@
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def mnist_root() -> Path | None:
+    """Where real MNIST lives: $SPARSEVD_DATA, else ../shared/data beside the checkout, else data/."""
+    for cand in (os.environ.get("SPARSEVD_DATA"), REPO.parent / "shared" / "data", REPO / "data"):
+        if cand and (Path(cand) / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
+            return Path(cand)
+    return None
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = mnist_root()
+    if root is None:
+        pytest.skip("real MNIST not found; set SPARSEVD_DATA")
+    return root

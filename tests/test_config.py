@@ -1,0 +1,79 @@
+"""Every option of every config group composes and validates; bad overrides fail with one line."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from sparsevd.run import ConfigError, validate
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+GROUPS = ["model", "data", "method", "kl", "optim", "logger", "experiment"]
+OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONFIGS / g).glob("*.yaml"))]
+
+
+def composed(*overrides):
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose("train", overrides=list(overrides))
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+@pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_every_option_composes_and_validates(group, option):
+    cfg = composed(f"{group}={option}")
+    validate(cfg)
+    if group in ("model", "data", "method"):
+        assert cfg[group]["name"] == option
+    if group == "experiment":
+        assert cfg["name"] == option and cfg["results"]["save"]
+
+
+def test_experiment_rows_carry_the_authors_recipe():
+    cfg = composed("experiment=lenet300_sparsevd")
+    assert (cfg["model"]["name"], cfg["method"]["name"], cfg["data"]["name"]) == ("lenet300", "sparsevd", "mnist")
+    assert cfg["trainer"]["epochs"] == 200 and cfg["trainer"]["batch_size"] == 100 and cfg["optim"]["lr"] == 1e-3
+    assert cfg["optim"]["schedule"] == "constant_then_linear" and cfg["method"]["train_clip"]
+    assert (cfg["kl"]["start"], cfg["kl"]["warmup"], cfg["method"]["log_sigma2_init"]) == (5, 15, -10.0)
+    assert composed("experiment=lenet5_ard")["optim"]["schedule"] == "linear"
+    assert composed("experiment=fashion_lenet5_sparsevd")["data"]["name"] == "fashion_mnist"
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("trainer.epochs=0", "trainer.epochs"),
+    ("data.train_size=-5", "data.train_size"),
+    ("data.train_size=60001", "data.train_size"),
+    ("trainer.batch_size=0", "trainer.batch_size"),
+    ("method.threshold=inf", "method.threshold"),
+    ("method.threshold=nan", "method.threshold"),
+    ("optim.lr=nan", "optim.lr"),
+    ("optim.schedule=cosine", "optim.schedule"),
+    ("model.name=resnet", "unknown model"),
+    ("device=tpu", "device"),
+])
+def test_bad_values_are_rejected(override, needle):
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        validate(composed(override))
+
+
+def test_batch_larger_than_data_is_rejected():
+    with pytest.raises(ConfigError, match="larger than"):
+        validate(composed("data.train_size=50", "trainer.batch_size=100"))
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("model=resnet", "model/resnet"),
+    ("trainer.epochs=0", "trainer.epochs"),
+    ("data.train_size=-5", "data.train_size"),
+    ("method.threshold=inf", "method.threshold"),
+])
+def test_cli_bad_override_is_one_clear_error_and_writes_nothing(override, needle, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "scripts/train.py", override, "logger=none",
+                           f"hydra.run.dir={run_dir}", f"results.dir={tmp_path / 'results'}"],
+                          cwd=CONFIGS.parent, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert needle in proc.stderr and "Traceback" not in proc.stderr
+    assert not (run_dir / "config.yaml").exists() and not (run_dir / "final.json").exists()
+    assert not (tmp_path / "results").exists()

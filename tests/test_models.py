@@ -1,0 +1,66 @@
+import pytest
+import torch
+from torch import nn
+
+from sparsevd.models import MODELS, build_model, total_kl, weighted_layers
+from sparsevd.nn import Conv2dSVDO, LinearSVDO, kl_ard, kl_log_uniform
+
+
+@pytest.mark.parametrize("name,layers,shapes", [
+    ("lenet300", ["fc1", "fc2", "fc3"], [(300, 784), (100, 300), (10, 100)]),
+    ("lenet5", ["conv1", "conv2", "fc1", "fc2"], [(20, 1, 5, 5), (50, 20, 5, 5), (500, 800), (10, 500)]),
+])
+@pytest.mark.parametrize("method", ["dense", "sparsevd", "ard"])
+def test_architecture_names_and_shapes(name, layers, shapes, method):
+    model = build_model(name, method)
+    found = weighted_layers(model)
+    assert list(found) == layers
+    assert [tuple(m.weight.shape) for m in found.values()] == shapes
+    sparse_types = (LinearSVDO, Conv2dSVDO)
+    assert all(isinstance(m, sparse_types) == (method != "dense") for m in found.values())
+    assert model(torch.randn(4, 1, 28, 28)).shape == (4, 10)
+
+
+def test_total_kl_sums_the_method_kl_over_layers():
+    model = build_model("lenet5", "sparsevd")
+    expected = sum(kl_log_uniform(m.log_alpha).sum() for m in weighted_layers(model).values())
+    torch.testing.assert_close(total_kl(model, "sparsevd"), expected)
+    expected_ard = sum(kl_ard(m.log_alpha).sum() for m in weighted_layers(model).values())
+    torch.testing.assert_close(total_kl(model, "ard"), expected_ard)
+    assert total_kl(build_model("lenet5", "dense"), "dense").item() == 0.0
+
+
+def test_normal_init_and_options_reach_the_layers():
+    model = build_model("lenet300", "sparsevd", threshold=2.0, log_sigma2_init=-7.0, train_clip=True,
+                        init="normal", init_std=0.01)
+    fc1 = model.fc1
+    assert fc1.threshold == 2.0 and fc1.train_clip and (fc1.log_sigma2 == -7.0).all()
+    assert abs(fc1.weight.std().item() - 0.01) < 0.001 and (fc1.bias == 0).all()
+
+
+def test_unknown_names_fail_clearly():
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model("resnet", "sparsevd")
+    with pytest.raises(ValueError, match="unknown method"):
+        build_model("lenet300", "l0")
+
+
+def test_registry_lets_users_add_a_model():
+    from sparsevd.models import register_model
+
+    @register_model
+    class Tiny(nn.Module):
+        name = "tiny_test_model"
+
+        def __init__(self, layers):
+            super().__init__()
+            self.fc1 = layers.linear(784, 10)
+
+        def forward(self, x):
+            return self.fc1(x.flatten(1))
+
+    try:
+        model = build_model("tiny_test_model", "ard")
+        assert isinstance(model.fc1, LinearSVDO)
+    finally:
+        MODELS.pop("tiny_test_model")

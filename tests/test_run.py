@@ -1,0 +1,123 @@
+"""End to end through scripts/train.py on real MNIST: records, resume after kill, SIGTERM."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = ["model=lenet300", "method=sparsevd", "logger=none", "data.train_size=2000", "trainer.epochs=4",
+         "kl.warmup=2", "trainer.progress=false"]
+
+
+def train_cmd(run_dir, *overrides):
+    return [sys.executable, "scripts/train.py", *overrides, f"hydra.run.dir={run_dir}"]
+
+
+def run_train(run_dir, *overrides, data_root):
+    env = {**os.environ, "SPARSEVD_DATA": str(data_root), "WANDB_MODE": "disabled"}
+    return subprocess.run(train_cmd(run_dir, *overrides), cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_one_epoch_on_10k_mnist_learns(tmp_path, data_root):
+    proc = run_train(tmp_path, "model=lenet300", "method=sparsevd", "trainer.epochs=1",
+                     "data.train_size=10000", "logger=none", data_root=data_root)
+    assert proc.returncode == 0, proc.stderr
+    final = json.loads((tmp_path / "final.json").read_text())
+    assert final["metrics"]["test_error"] < 10.0
+    assert set(final["metrics"]["sparsity"]) == {"fc1", "fc2", "fc3"}
+    assert final["metrics"]["compression"] >= 1.0
+    env = final["environment"]
+    assert env["torch"].startswith("2.14.1") and env["threads"] >= 1 and "sha" in env["git"]
+    assert final["config"]["data"]["train_size"] == 10000 and final["wall_time"] > 0
+    assert "error" in proc.stdout and "compression" in proc.stdout and "sparsity" in proc.stdout
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["epoch"] == 1
+
+
+def _metrics(run_dir):
+    m = json.loads((Path(run_dir) / "final.json").read_text())["metrics"]
+    return {k: v for k, v in m.items() if k != "time"}
+
+
+@pytest.fixture(scope="module")
+def twin(tmp_path_factory, data_root):
+    run_dir = tmp_path_factory.mktemp("twin")
+    proc = run_train(run_dir, *SMALL, data_root=data_root)
+    assert proc.returncode == 0, proc.stderr
+    return _metrics(run_dir)
+
+
+def _wait_for_lines(path, n, proc, timeout=300):
+    start = time.time()
+    while time.time() - start < timeout and proc.poll() is None:
+        if path.exists() and len(path.read_text().splitlines()) >= n:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never reached {n} lines")
+
+
+@pytest.mark.slow
+def test_kill_at_epoch_2_then_resume_gives_identical_final_metrics(tmp_path, data_root, twin):
+    env = {**os.environ, "SPARSEVD_DATA": str(data_root), "WANDB_MODE": "disabled"}
+    proc = subprocess.Popen(train_cmd(tmp_path, *SMALL), cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for_lines(tmp_path / "metrics.jsonl", 2, proc)
+    proc.kill()
+    proc.wait()
+    assert not (tmp_path / "final.json").exists()
+    resumed = run_train(tmp_path / "ignored", *SMALL, f"resume={tmp_path}", data_root=data_root)
+    assert resumed.returncode == 0, resumed.stderr
+    assert _metrics(tmp_path) == twin
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_mid_epoch_and_resume_matches(tmp_path, data_root, twin):
+    env = {**os.environ, "SPARSEVD_DATA": str(data_root), "WANDB_MODE": "disabled"}
+    proc = subprocess.Popen(train_cmd(tmp_path, *SMALL), cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_lines(tmp_path / "metrics.jsonl", 1, proc)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in err
+    assert f"resume={tmp_path}" in err
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] >= 1
+    resumed = run_train(tmp_path / "ignored", *SMALL, f"resume={tmp_path}", data_root=data_root)
+    assert resumed.returncode == 0, resumed.stderr
+    assert _metrics(tmp_path) == twin
+
+
+@pytest.mark.slow
+def test_resume_with_a_different_model_is_refused(tmp_path, data_root):
+    first = run_train(tmp_path, *SMALL[:-2], "trainer.epochs=1", data_root=data_root)
+    assert first.returncode == 0, first.stderr
+    (tmp_path / "final.json").unlink()
+    other = run_train(tmp_path / "x", *SMALL[:-2], "trainer.epochs=1", "model=lenet5", f"resume={tmp_path}",
+                      data_root=data_root)
+    assert other.returncode == 2 and "model.name='lenet300' (checkpoint) vs 'lenet5' (now)" in other.stderr
+    assert "Traceback" not in other.stderr
+
+
+def test_malicious_checkpoint_is_refused(tmp_path):
+    import pickle
+
+    from sparsevd.records import RecordError, load_checkpoint
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    with open(tmp_path / "checkpoint.pt", "wb") as f:
+        pickle.dump({"model": Evil()}, f)
+    with pytest.raises(RecordError, match="refusing to load"):
+        load_checkpoint(tmp_path / "checkpoint.pt")
+    assert not (tmp_path / "pwned").exists()
