@@ -5,9 +5,21 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
+# make reproduce knobs: SEEDS=3 runs seeds 0,1,2; EPOCHS=2 overrides the recipe (a smoke run, whose
+# records go to outputs/quick, never results/runs); FORCE=1 replaces existing records.
+ROWS ?= lenet300_dense,lenet300_sparsevd,lenet300_ard,lenet5_dense,lenet5_sparsevd,lenet5_ard
+SEEDS ?= 1
+EPOCHS ?=
+FORCE ?= 0
+LAUNCHER ?= basic
+SEED_LIST := $(shell seq -s, 0 $$(( $(SEEDS) - 1 )))
+RUNS_DIR := $(if $(EPOCHS),outputs/quick/runs,results/runs)
+RUN_ARGS := -m experiment=$(ROWS) seed=$(SEED_LIST) resume=auto results.dir=$(RUNS_DIR) \
+	results.force=$(if $(filter 1,$(FORCE)),true,false) hydra/launcher=$(LAUNCHER) \
+	$(if $(EPOCHS),trainer.epochs=$(EPOCHS))
 
 .DEFAULT_GOAL := help
-.PHONY: help install test train
+.PHONY: help install test train runs reproduce
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,3 +37,6 @@ test: $(STAMP) ## run the test suite
 
 train: $(STAMP) ## train one config: make train ARGS="model=lenet5 method=ard"
 	$(PY) scripts/train.py $(ARGS)
+
+runs: $(STAMP) ## train the Table 1 rows (ROWS, SEEDS, EPOCHS, FORCE), skipping existing records
+	$(PY) scripts/train.py $(RUN_ARGS) trainer.progress=false

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sparsevd.nn import Conv2dSVDO, LinearSVDO, kl_ard, kl_log_uniform
+from sparsevd.nn import Conv2dSVDO, LinearSVDO, _WeightNoise, kl_ard, kl_log_uniform
 
 K1, K2, K3 = 0.63576, 1.87320, 1.48695
 
@@ -184,3 +184,37 @@ def test_parameters_and_shapes_match_torch_layers():
     assert conv.weight.shape == (20, 1, 5, 5) and conv.log_sigma2.shape == conv.weight.shape
     assert {n for n, _ in lin.named_parameters()} == {"weight", "bias", "log_sigma2"}
     assert (lin.log_sigma2 == -10.0).all() and lin.threshold == 3.0
+
+
+def _reference_weight_noise(theta, log_sigma2, prior):
+    """The textbook formulas, differentiated by autograd."""
+    log_alpha = torch.clamp(log_sigma2 - torch.log(theta * theta + 1e-8), -8, 8)
+    kl = kl_log_uniform(log_alpha) if prior == "log_uniform" else kl_ard(log_alpha)
+    return log_alpha, torch.exp(log_alpha) * theta * theta, kl.sum()
+
+
+@pytest.mark.parametrize("prior", ["log_uniform", "ard"])
+def test_fused_weight_noise_matches_autograd_of_the_formulas(prior):
+    g = torch.Generator().manual_seed(0)
+    theta = (torch.randn(40, 30, generator=g, dtype=torch.float64) * 0.3).requires_grad_()
+    # log alpha spans both clip edges, so the clipped-gradient branch is exercised too
+    log_sigma2 = (torch.log(theta.detach() ** 2) + torch.empty_like(theta).uniform_(-12, 12, generator=g)).requires_grad_()
+    grad_var = torch.randn(40, 30, generator=g, dtype=torch.float64)
+    outs = []
+    for fn in (lambda t, s: _WeightNoise.apply(t, s, prior), lambda t, s: _reference_weight_noise(t, s, prior)):
+        la, var, kl = fn(theta, log_sigma2)
+        gt, gs = torch.autograd.grad((var * grad_var).sum() + 0.7 * kl, (theta, log_sigma2))
+        outs.append((la, var, kl, gt, gs))
+    for got, want in zip(*outs):
+        torch.testing.assert_close(got, want)
+    assert torch.autograd.gradcheck(lambda t, s: _WeightNoise.apply(t, s, prior)[1:],
+                                    (theta[:4, :4].detach().requires_grad_(), log_sigma2[:4, :4].detach().requires_grad_()))
+
+
+def test_cached_kl_is_not_reused_after_the_parameters_change():
+    layer = LinearSVDO(5, 3)
+    layer.train()
+    layer(torch.randn(2, 5))
+    with torch.no_grad():
+        layer.log_sigma2.add_(3.0)
+    torch.testing.assert_close(layer.kl(), kl_log_uniform(layer.log_alpha).sum())

@@ -7,19 +7,14 @@ and add ``configs/model/<name>.yaml``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .nn import Conv2dSVDO, LinearSVDO, SVDOLayer, kl_ard, kl_log_uniform
+from .nn import Conv2dSVDO, LinearSVDO, SVDOLayer
 
 METHODS = ("dense", "sparsevd", "ard")
-KL_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "sparsevd": kl_log_uniform,
-    "ard": kl_ard,
-}
+PRIOR_OF_METHOD = {"sparsevd": "log_uniform", "ard": "ard"}
 MODELS: dict[str, type[nn.Module]] = {}
 
 
@@ -43,7 +38,7 @@ class LayerFactory:
 
     def _svdo_kwargs(self) -> dict:
         return dict(threshold=self.threshold, log_sigma2_init=self.log_sigma2_init,
-                    train_clip=self.train_clip)
+                    train_clip=self.train_clip, prior=PRIOR_OF_METHOD[self.method])
 
     def linear(self, in_features: int, out_features: int) -> nn.Module:
         if self.sparse:
@@ -105,13 +100,12 @@ def svdo_layers(model: nn.Module) -> list[SVDOLayer]:
     return [m for m in model.modules() if isinstance(m, SVDOLayer)]
 
 
-def total_kl(model: nn.Module, method: str) -> torch.Tensor:
-    """Sum of the per-weight KL over every SVDO layer (0 for a dense model)."""
+def total_kl(model: nn.Module) -> torch.Tensor:
+    """Sum of the per-weight KL over every SVDO layer, each under its own prior (0 if dense)."""
     layers = svdo_layers(model)
-    if not layers or method == "dense":
+    if not layers:
         return torch.zeros((), device=next(model.parameters()).device)
-    kl_fn = KL_FUNCTIONS[method]
-    return sum(kl_fn(layer.log_alpha).sum() for layer in layers)
+    return sum(layer.kl() for layer in layers)
 
 
 def init_weights(model: nn.Module, scheme: str, std: float) -> None:
