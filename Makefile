@@ -13,13 +13,16 @@ EPOCHS ?=
 FORCE ?= 0
 LAUNCHER ?= basic
 SEED_LIST := $(shell seq -s, 0 $$(( $(SEEDS) - 1 )))
-RUNS_DIR := $(if $(EPOCHS),outputs/quick/runs,results/runs)
+RUNS_DIR ?= $(if $(EPOCHS),outputs/quick/runs,results/runs)
+OUT ?= results
+README ?= README.md
+EXTRA ?=
 RUN_ARGS := -m experiment=$(ROWS) seed=$(SEED_LIST) resume=auto results.dir=$(RUNS_DIR) \
 	results.force=$(if $(filter 1,$(FORCE)),true,false) hydra/launcher=$(LAUNCHER) \
-	$(if $(EPOCHS),trainer.epochs=$(EPOCHS))
+	$(if $(EPOCHS),trainer.epochs=$(EPOCHS)) $(EXTRA)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test train runs reproduce
+.PHONY: help install test train runs report reproduce
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -40,3 +43,8 @@ train: $(STAMP) ## train one config: make train ARGS="model=lenet5 method=ard"
 
 runs: $(STAMP) ## train the Table 1 rows (ROWS, SEEDS, EPOCHS, FORCE), skipping existing records
 	$(PY) scripts/train.py $(RUN_ARGS) trainer.progress=false
+
+report: $(STAMP) ## rebuild results/table.{md,csv,tex}, results/figures and the README table from records
+	$(PY) scripts/report.py --runs $(RUNS_DIR) --out $(OUT) --readme "$(README)"
+
+reproduce: runs report ## run every Table 1 row (SEEDS=, EPOCHS=, FORCE=) and rebuild the table

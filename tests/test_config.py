@@ -77,3 +77,11 @@ def test_cli_bad_override_is_one_clear_error_and_writes_nothing(override, needle
     assert needle in proc.stderr and "Traceback" not in proc.stderr
     assert not (run_dir / "config.yaml").exists() and not (run_dir / "final.json").exists()
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("launcher,target", [("local_parallel", "JoblibLauncher"), ("slurm", "SlurmLauncher"),
+                                             ("submitit_local", "LocalLauncher")])
+def test_launcher_configs_compose(launcher, target):
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose("train", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith(target)

@@ -1,0 +1,41 @@
+"""Rebuild results/table.{md,csv,tex}, results/figures/ and the README's results section.
+
+    python scripts/report.py                                  # from results/runs (committed records)
+    python scripts/report.py --source wandb --entity E --project P
+"""
+import argparse
+import sys
+from pathlib import Path
+
+from sparsevd.figures import make_all
+from sparsevd.report import load_paper, load_records, records_from_wandb, write_report
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=Path, default=Path("results/runs"), help="records folder")
+    p.add_argument("--paper", type=Path, default=Path("results/paper.yaml"))
+    p.add_argument("--out", type=Path, default=Path("results"), help="where table.* and figures/ go")
+    p.add_argument("--readme", default="README.md", help="README to update ('' to skip)")
+    p.add_argument("--source", choices=["files", "wandb"], default="files")
+    p.add_argument("--entity")
+    p.add_argument("--project", default="sparsevd")
+    args = p.parse_args(argv)
+    if args.source == "wandb":
+        if not args.entity:
+            p.error("--source wandb needs --entity (your W&B user or team)")
+        import wandb
+
+        records = records_from_wandb(wandb.Api().runs(f"{args.entity}/{args.project}"))
+    else:
+        records = load_records(args.runs, warn=lambda m: print(m, file=sys.stderr))
+    rows = write_report(records, load_paper(args.paper), args.out,
+                        readme=Path(args.readme) if args.readme else None)
+    figures = make_all(rows, args.out / "figures") if args.source == "files" else []
+    print((args.out / "table.md").read_text())
+    print(f"wrote {args.out}/table.md, table.csv, table.tex and {len(figures)} figures")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Figures from the committed records: curves, sparsity bars, log-alpha histograms, input masks."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .records import read_jsonl  # noqa: E402
+from .report import Row  # noqa: E402
+
+# No timestamps or versions in the files, so re-running the report leaves them byte-identical.
+PNG_META = {"Software": None}
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight", metadata=PNG_META)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def curves(rows: list[Row], out: Path) -> Path | None:
+    """Test error and compression vs epoch, one line per experiment and seed."""
+    rows = [r for r in rows if r.runs]
+    if not rows:
+        return None
+    fig, (ax_err, ax_comp) = plt.subplots(1, 2, figsize=(11, 4))
+    for i, row in enumerate(rows):
+        color = f"C{i % 10}"
+        for j, run in enumerate(row.runs):
+            hist = read_jsonl(Path(run["record"]) / "metrics.jsonl")
+            epochs = [h["epoch"] for h in hist]
+            label = row.key if j == 0 else None
+            ax_err.plot(epochs, [h["test_error"] for h in hist], color=color, label=label, lw=1)
+            ax_comp.plot(epochs, [h["compression"] for h in hist], color=color, label=label, lw=1)
+    ax_err.set(xlabel="epoch", ylabel="test error %", yscale="log", title="Test error")
+    ax_comp.set(xlabel="epoch", ylabel="compression ×", yscale="log", title="Compression (weights / nonzero)")
+    ax_comp.legend(fontsize=7)
+    return _save(fig, out / "curves.png")
+
+
+def sparsity_bars(rows: list[Row], out: Path) -> Path | None:
+    """Per-layer sparsity, paper vs ours, for the rows that have paper numbers."""
+    rows = [r for r in rows if r.runs and "sparsity" in r.paper]
+    if not rows:
+        return None
+    fig, axes = plt.subplots(1, len(rows), figsize=(4 * len(rows), 3.5), squeeze=False)
+    for ax, row in zip(axes[0], rows):
+        layers = list(row.runs[0]["metrics"]["sparsity"])
+        x = np.arange(len(layers))
+        ax.bar(x - 0.2, row.paper["sparsity"], 0.4, label="paper")
+        ax.bar(x + 0.2, row.sparsity(), 0.4, label=f"ours (n={row.n})")
+        ax.set(xticks=x, xticklabels=layers, ylim=(0, 100), title=row.key, ylabel="% pruned")
+        ax.legend(fontsize=7, loc="lower left")
+    return _save(fig, out / "sparsity.png")
+
+
+def _arrays(row: Row):
+    path = Path(row.runs[0]["record"]) / "arrays.npz"
+    return np.load(path) if path.exists() else None
+
+
+def log_alpha_histograms(rows: list[Row], out: Path) -> list[Path]:
+    """Per-layer histogram of log alpha in the final model (first seed); the threshold is dashed."""
+    made = []
+    for row in rows:
+        arrays = _arrays(row) if row.runs else None
+        if arrays is None:
+            continue
+        layers = [k.split("/", 1)[1] for k in arrays.files if k.startswith("log_alpha_hist/")]
+        if not layers:
+            continue
+        edges = arrays["bin_edges"]
+        threshold = row.runs[0]["config"]["method"]["threshold"]
+        fig, axes = plt.subplots(1, len(layers), figsize=(3.2 * len(layers), 2.8), squeeze=False)
+        for ax, layer in zip(axes[0], layers):
+            ax.stairs(arrays[f"log_alpha_hist/{layer}"], edges, fill=True)
+            ax.axvline(threshold, color="k", ls="--", lw=1)
+            ax.set(title=layer, xlabel="log α", yscale="log")
+        fig.suptitle(f"{row.key}: log α of the final model (seed {row.runs[0]['seed']})", y=1.04)
+        made.append(_save(fig, out / f"log_alpha_{row.key}.png"))
+    return made
+
+
+def input_masks(rows: list[Row], out: Path) -> list[Path]:
+    """Which of the 28x28 input pixels keep any weight into fc1 (LeNet-300-100 sparse rows)."""
+    made = []
+    for row in rows:
+        arrays = _arrays(row) if row.runs and "lenet300" in row.key else None
+        if arrays is None or "log_alpha_hist/fc1" not in arrays.files:
+            continue
+        kept = arrays["inputs_kept/fc1"].reshape(28, 28)
+        fig, ax = plt.subplots(figsize=(3.6, 3.2))
+        im = ax.imshow(kept, cmap="magma")
+        fig.colorbar(im, ax=ax, label="weights kept into fc1")
+        ax.set(xticks=[], yticks=[], title=f"{row.key}: {int((kept > 0).sum())}/784 pixels used")
+        made.append(_save(fig, out / f"input_mask_{row.key}.png"))
+    return made
+
+
+def make_all(rows: list[Row], out: Path) -> list[Path]:
+    made = [curves(rows, out), sparsity_bars(rows, out)]
+    made += log_alpha_histograms(rows, out) + input_masks(rows, out)
+    return [p for p in made if p is not None]

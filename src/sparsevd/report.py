@@ -1,0 +1,215 @@
+"""The paper-vs-ours table, built only from committed run records (or from the W&B API).
+
+Every cell traces to ``results/runs/<experiment>/seed<k>/final.json``; the paper's numbers come
+from ``results/paper.yaml``. A corrupt or half-written record is skipped and named, never fatal.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .records import RecordError, atomic_write_text, read_final
+
+DASH = "—"
+README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+@dataclass
+class Row:
+    key: str
+    network: str
+    method: str
+    paper: dict
+    runs: list[dict] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.runs)
+
+    def values(self, metric: str) -> list[float]:
+        return [r["metrics"][metric] for r in self.runs]
+
+    def mean(self, metric: str) -> float | None:
+        return statistics.fmean(self.values(metric)) if self.runs else None
+
+    def std(self, metric: str) -> float | None:
+        return statistics.stdev(self.values(metric)) if self.n > 1 else None
+
+    def sparsity(self) -> list[float]:
+        layers = list(self.runs[0]["metrics"]["sparsity"])
+        return [statistics.fmean(r["metrics"]["sparsity"][k] for r in self.runs) for k in layers]
+
+    def epochs(self) -> list[int]:
+        return sorted({r["metrics"]["epoch"] for r in self.runs})
+
+
+def load_records(runs_dir: Path, warn=print) -> dict[str, list[dict]]:
+    """All readable final.json under runs_dir, by experiment name; bad ones are named and skipped."""
+    out: dict[str, list[dict]] = {}
+    for path in sorted(Path(runs_dir).glob("*/seed*/final.json")):
+        try:
+            final = read_final(path)
+            final["metrics"]["test_error"], final["metrics"]["compression"]  # must exist
+        except (RecordError, KeyError, TypeError) as exc:
+            warn(f"skipping {path}: {exc}")
+            continue
+        final["record"] = str(path.parent)
+        out.setdefault(path.parent.parent.name, []).append(final)
+    return out
+
+
+def load_paper(path: Path) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def build_rows(records: dict[str, list[dict]], paper: dict) -> list[Row]:
+    rows = []
+    for key, spec in paper["rows"].items():
+        target = paper["rows"][spec["target_of"]] if "target_of" in spec else spec
+        numbers = {k: target[k] for k in ("error", "sparsity", "compression") if k in target}
+        runs = sorted(records.get(key, []), key=lambda r: r["seed"])
+        rows.append(Row(key, spec["network"], spec["method"], numbers, runs))
+    return rows
+
+
+def _num(v, fmt="{:.2f}") -> str:
+    return DASH if v is None else fmt.format(v)
+
+
+def verdict(row: Row, tol: dict) -> str:
+    """✓ when every paper number the row has is met within tolerance, ✗ otherwise, — if no runs."""
+    if not row.runs or not row.paper:
+        return DASH
+    ok = True
+    if "error" in row.paper:
+        ok &= row.mean("test_error") <= row.paper["error"] + tol["error_pt"]
+    if "compression" in row.paper:
+        ok &= row.mean("compression") >= tol["compression_frac"] * row.paper["compression"]
+    return "✓" if ok else "✗"
+
+
+def cells(row: Row, tol: dict) -> dict[str, str]:
+    err, paper_err = row.mean("test_error"), row.paper.get("error")
+    err_cell = DASH
+    if err is not None:
+        err_cell = f"{err:.2f}" + (f" ± {row.std('test_error'):.2f}" if row.n > 1 else "")
+    comp = row.mean("compression")
+    method_is_sparse = row.runs and any(v > 0 for v in row.runs[0]["metrics"]["sparsity"].values())
+    return {
+        "Network": row.network,
+        "Method": row.method,
+        "Seeds": str(row.n) if row.runs else DASH,
+        "Epochs": ",".join(map(str, row.epochs())) if row.runs else DASH,
+        "Paper error %": _num(paper_err),
+        "Our error %": err_cell,
+        "Δ error": DASH if err is None or paper_err is None else f"{err - paper_err:+.2f}",
+        "Paper sparsity %": "-".join(f"{v:g}" for v in row.paper["sparsity"]) if "sparsity" in row.paper else DASH,
+        "Our sparsity %": "-".join(f"{v:.1f}" for v in row.sparsity()) if method_is_sparse else DASH,
+        "Paper compression": f"{row.paper['compression']:g}×" if "compression" in row.paper else DASH,
+        "Our compression": DASH if comp is None else f"{comp:.0f}×" + (f" ± {row.std('compression'):.0f}" if row.n > 1 else ""),
+        "Within tolerance": verdict(row, tol),
+    }
+
+
+def quick_epochs(rows: list[Row], recipe_epochs: int = 200) -> list[int]:
+    return sorted({e for r in rows for e in r.epochs() if e < recipe_epochs})
+
+
+def render_markdown(rows: list[Row], paper: dict) -> str:
+    tol = paper["tolerance"]
+    table = [cells(r, tol) for r in rows]
+    header = list(table[0])
+    lines = []
+    quick = quick_epochs(rows)
+    if quick:
+        lines += [f"> **Quick run ({', '.join(map(str, quick))} epochs instead of 200): "
+                  "smoke-test numbers, not results. Do not commit.**", ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(t[h] for h in header) + " |" for t in table]
+    lines += ["", f"Error: mean ± sample std over seeds. Within tolerance: error ≤ paper + "
+              f"{tol['error_pt']} pt and compression ≥ {tol['compression_frac']} × paper "
+              "(ARD rows are held to the SparseVD targets). Records: `results/runs/<row>/seed<k>/`."]
+    return "\n".join(lines) + "\n"
+
+
+def render_csv(rows: list[Row], paper: dict) -> str:
+    buf = io.StringIO()
+    fields = ["row", "network", "method", "seeds", "epochs", "paper_error", "error_mean", "error_std",
+              "paper_compression", "compression_mean", "compression_std", "sparsity_mean", "within_tolerance"]
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({
+            "row": r.key, "network": r.network, "method": r.method, "seeds": r.n,
+            "epochs": ",".join(map(str, r.epochs())), "paper_error": r.paper.get("error", ""),
+            "error_mean": _round(r.mean("test_error")), "error_std": _round(r.std("test_error")),
+            "paper_compression": r.paper.get("compression", ""),
+            "compression_mean": _round(r.mean("compression")), "compression_std": _round(r.std("compression")),
+            "sparsity_mean": "-".join(f"{v:.2f}" for v in r.sparsity()) if r.runs else "",
+            "within_tolerance": {"✓": "yes", "✗": "no"}.get(verdict(r, paper["tolerance"]), ""),
+        })
+    return buf.getvalue()
+
+
+def _round(v):
+    return "" if v is None else round(v, 4)
+
+
+def render_tex(rows: list[Row], paper: dict) -> str:
+    tol = paper["tolerance"]
+    out = [r"\begin{tabular}{llcccccc}", r"\toprule",
+           r"Network & Method & Paper err. & Our err. & Paper spars. & Our spars. & Paper comp. & Our comp. \\",
+           r"\midrule"]
+    for r in rows:
+        c = cells(r, tol)
+        vals = [c[k].replace("%", r"\%").replace("±", r"$\pm$").replace("×", r"$\times$").replace(DASH, "--")
+                for k in ("Network", "Method", "Paper error %", "Our error %", "Paper sparsity %",
+                          "Our sparsity %", "Paper compression", "Our compression")]
+        out.append(" & ".join(vals) + r" \\")
+    out += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(out) + "\n"
+
+
+def update_readme(readme: Path, table_md: str) -> bool:
+    """Replace the text between the results markers; False if the markers are missing."""
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        return False
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    new = f"{head}{README_START}\n{table_md}{README_END}{tail}"
+    if new != text:
+        atomic_write_text(readme, new)
+    return True
+
+
+def records_from_wandb(runs) -> dict[str, list[dict]]:
+    """W&B API runs (``wandb.Api().runs(...)``) as the same record dicts as final.json files."""
+    out: dict[str, list[dict]] = {}
+    for run in runs:
+        s, cfg = dict(run.summary), dict(run.config)
+        if "final/test/error" not in s:
+            continue
+        metrics = {"test_error": s["final/test/error"], "compression": s["final/test/compression"],
+                   "epoch": s.get("final/epoch", cfg.get("trainer", {}).get("epochs")),
+                   "sparsity": {k.split("/")[-1]: v for k, v in s.items() if k.startswith("final/test/sparsity/")}}
+        out.setdefault(run.group or cfg.get("name"), []).append(
+            {"seed": cfg.get("seed", 0), "metrics": metrics, "config": cfg, "record": run.url})
+    return out
+
+
+def write_report(records: dict, paper: dict, out_dir: Path, readme: Path | None = None) -> list[Row]:
+    rows = build_rows(records, paper)
+    table_md = render_markdown(rows, paper)
+    atomic_write_text(out_dir / "table.md", table_md)
+    atomic_write_text(out_dir / "table.csv", render_csv(rows, paper))
+    atomic_write_text(out_dir / "table.tex", render_tex(rows, paper))
+    if readme is not None and readme.exists() and not update_readme(readme, table_md):
+        print(f"note: {readme} has no {README_START} markers; README not updated", file=sys.stderr)
+    return rows

@@ -1,0 +1,29 @@
+"""notebooks/results.ipynb executes top to bottom on fabricated records (and on the committed ones)."""
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from test_report import fake_record
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+@pytest.mark.parametrize("records", ["fabricated", "committed"])
+def test_results_notebook_executes(records, tmp_path, monkeypatch):
+    if records == "fabricated":
+        runs = tmp_path / "runs"
+        fake_record(runs, "lenet300_sparsevd", 0, 1.8, 70.0, [99.0, 97.0, 60.0])
+        fake_record(runs, "lenet300_sparsevd", 1, 1.9, 75.0, [99.1, 97.1, 61.0])
+        monkeypatch.setenv("SPARSEVD_RUNS", str(runs))
+    else:
+        monkeypatch.delenv("SPARSEVD_RUNS", raising=False)
+    nb = nbformat.read(NOTEBOOKS / "results.ipynb", as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    outputs = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+                      for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    if records == "fabricated":
+        assert "2 records in" in outputs and "lenet300_sparsevd" in outputs
+        assert sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", [])) >= 2

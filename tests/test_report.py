@@ -1,0 +1,146 @@
+"""The report on fabricated records: cells, mean/std, delta, marks, missing and corrupt rows."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sparsevd.report import (README_END, README_START, build_rows, load_paper, load_records,
+                             records_from_wandb, render_markdown, write_report)
+
+REPO = Path(__file__).resolve().parents[1]
+PAPER = REPO / "results" / "paper.yaml"
+
+
+def fake_record(runs_dir, row, seed, error, compression, sparsity, epochs=200):
+    d = runs_dir / row / f"seed{seed}"
+    d.mkdir(parents=True)
+    metrics = {"test_error": error, "compression": compression, "epoch": epochs, "kl_weight": 1.0, "lr": 0.0,
+               "sparsity": dict(zip(["fc1", "fc2", "fc3"], sparsity))}
+    final = {"name": row, "seed": seed, "metrics": metrics,
+             "config": {"method": {"threshold": 3.0}, "trainer": {"epochs": epochs}}}
+    (d / "final.json").write_text(json.dumps(final))
+    (d / "metrics.jsonl").write_text(json.dumps({**metrics, "epoch": 1}) + "\n" + json.dumps(metrics) + "\n")
+    edges = np.linspace(-8, 8, 81)
+    np.savez(d / "arrays.npz", bin_edges=edges, **{"log_alpha_hist/fc1": np.ones(80, dtype=np.int64),
+                                                   "inputs_kept/fc1": np.arange(784)})
+    return d
+
+
+@pytest.fixture
+def runs(tmp_path):
+    r = tmp_path / "runs"
+    fake_record(r, "lenet300_sparsevd", 0, 1.80, 70.0, [99.0, 97.0, 60.0])
+    fake_record(r, "lenet300_sparsevd", 1, 1.90, 80.0, [99.2, 97.4, 64.0])
+    fake_record(r, "lenet300_sparsevd", 2, 2.00, 90.0, [99.4, 97.8, 68.0])
+    fake_record(r, "lenet300_dense", 0, 1.80, 1.0, [0.0, 0.0, 0.0])
+    fake_record(r, "lenet300_ard", 0, 1.95, 50.0, [98.0, 95.0, 50.0])
+    return r
+
+
+def table_line(md, network, method):
+    return next(line for line in md.splitlines() if line.startswith(f"| {network} | {method} |"))
+
+
+def test_cells_means_std_delta_and_marks(runs):
+    paper = load_paper(PAPER)
+    md = render_markdown(build_rows(load_records(runs), paper), paper)
+    svd = table_line(md, "LeNet-300-100", "SparseVD").split(" | ")
+    assert svd[2:4] == ["3", "200"]                  # seeds, epochs
+    assert svd[5] == "1.90 ± 0.10" and svd[6] == "-0.02"   # mean ± sample std, delta vs 1.92
+    assert svd[8] == "99.2-97.4-64.0"                # mean per-layer sparsity
+    assert svd[10] == "80× ± 10" and svd[11].startswith("✓")
+    # dense: 1.80 > 1.64 + 0.1 -> fails; ARD: compression 50 < 0.9 * 68 -> fails
+    assert table_line(md, "LeNet-300-100", "original").split(" | ")[11].startswith("✗")
+    assert table_line(md, "LeNet-300-100", "ARD").split(" | ")[11].startswith("✗")
+    # rows without runs are dashes, not crashes
+    assert table_line(md, "LeNet-5-Caffe", "SparseVD").split(" | ")[2] == "—"
+    assert "Quick run" not in md
+
+
+def test_quick_runs_are_labelled(tmp_path):
+    fake_record(tmp_path, "lenet5_dense", 0, 3.0, 1.0, [0, 0, 0], epochs=1)
+    paper = load_paper(PAPER)
+    md = render_markdown(build_rows(load_records(tmp_path), paper), paper)
+    assert md.startswith("> **Quick run (1 epochs instead of 200)")
+
+
+def test_corrupt_and_partial_records_are_skipped_and_named(runs):
+    bad = runs / "lenet5_sparsevd" / "seed0"
+    bad.mkdir(parents=True)
+    (bad / "final.json").write_text('{"metrics": {"test_error": 0.7')   # half-written
+    partial = runs / "lenet5_ard" / "seed0"
+    partial.mkdir(parents=True)
+    (partial / "final.json").write_text('{"metrics": {}, "config": {}}')
+    warnings = []
+    records = load_records(runs, warn=warnings.append)
+    assert "lenet5_sparsevd" not in records and "lenet5_ard" not in records
+    assert len(warnings) == 2 and str(bad / "final.json") in warnings[0] + warnings[1]
+    before = (bad / "final.json").read_text()
+    write_report(records, load_paper(PAPER), runs.parent / "out")
+    assert (bad / "final.json").read_text() == before     # the report never touches records
+
+
+def test_script_writes_tables_figures_and_readme_and_is_idempotent(runs, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{README_START}\nold\n{README_END}\nafter\n")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "scripts/report.py", "--runs", str(runs), "--out", str(out), "--readme", str(readme)]
+    subprocess.run(cmd, cwd=REPO, check=True, capture_output=True)
+    first = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert {"table.md", "table.csv", "table.tex", "curves.png", "sparsity.png",
+            "log_alpha_lenet300_sparsevd.png", "input_mask_lenet300_sparsevd.png"} <= set(first)
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("after\n") and "old" not in text
+    assert "1.90 ± 0.10" in text
+    csv = (out / "table.csv").read_text().splitlines()
+    assert csv[2].startswith("lenet300_sparsevd,LeNet-300-100,SparseVD,3,200,1.92,1.9,0.1,68,80.0,10.0,")
+    subprocess.run(cmd, cwd=REPO, check=True, capture_output=True)
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == first
+
+
+def test_records_from_wandb_api_runs():
+    class Run:   # the three attributes of wandb.apis.public.Run that the report reads
+        def __init__(self, group, seed, err):
+            self.group, self.url = group, f"https://wandb.ai/x/{seed}"
+            self.config = {"seed": seed, "name": group}
+            self.summary = {"final/test/error": err, "final/test/compression": 70.0, "final/epoch": 200,
+                            "final/test/sparsity/fc1": 99.0, "final/test/sparsity/fc2": 97.0,
+                            "final/test/sparsity/fc3": 60.0}
+
+    crashed = Run("lenet300_ard", 0, 1.0)
+    crashed.summary = {}                       # a run that died before its summary was written
+    records = records_from_wandb([Run("lenet300_sparsevd", 0, 1.8), Run("lenet300_sparsevd", 1, 2.0), crashed])
+    assert "lenet300_ard" not in records
+    rows = {r.key: r for r in build_rows(records, load_paper(PAPER))}
+    assert rows["lenet300_sparsevd"].n == 2 and rows["lenet300_sparsevd"].mean("test_error") == pytest.approx(1.9)
+
+
+def test_make_reproduce_smoke_produces_a_record_and_a_table_row(tmp_path, data_root):
+    """The real pipeline: Hydra multirun of one experiment, one epoch, 2000 examples, then the report."""
+    import os
+
+    env = {**os.environ, "SPARSEVD_DATA": str(data_root), "WANDB_MODE": "disabled"}
+    proc = subprocess.run(
+        ["make", "reproduce", "ROWS=lenet300_sparsevd", "EPOCHS=1", f"RUNS_DIR={tmp_path / 'runs'}",
+         f"OUT={tmp_path / 'out'}", "README=",
+         f"EXTRA=data.train_size=2000 hydra.sweep.dir={tmp_path / 'multirun'}"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    record = tmp_path / "runs" / "lenet300_sparsevd" / "seed0"
+    assert {"final.json", "metrics.jsonl", "config.yaml", "arrays.npz"} <= {p.name for p in record.iterdir()}
+    final = json.loads((record / "final.json").read_text())
+    assert final["metrics"]["epoch"] == 1 and final["config"]["data"]["train_size"] == 2000
+    md = (tmp_path / "out" / "table.md").read_text()
+    row = table_line(md, "LeNet-300-100", "SparseVD").split(" | ")
+    assert row[2:4] == ["1", "1"] and float(row[5]) == pytest.approx(final["metrics"]["test_error"], abs=0.005)
+    assert md.startswith("> **Quick run")
+    # A second run skips the existing record instead of replacing it.
+    again = subprocess.run(["make", "runs", "ROWS=lenet300_sparsevd", "EPOCHS=1", f"RUNS_DIR={tmp_path / 'runs'}",
+                            f"EXTRA=data.train_size=2000 hydra.sweep.dir={tmp_path / 'multirun2'}"],
+                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "record exists" in again.stdout
+    assert json.loads((record / "final.json").read_text()) == final

@@ -1,0 +1,73 @@
+"""A real offline W&B run: the metrics we log are read back from its local .wandb file."""
+import json
+import struct
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from sparsevd.run import run
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+BLOCK, HEADER = 32768, 7  # W&B's transaction log uses the LevelDB log format
+
+
+def read_wandb_records(path: Path):
+    """Yield the protobuf Records in a .wandb file (LevelDB log: 32 KiB blocks, 7-byte headers)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = path.read_bytes()
+    ident, magic, version = struct.unpack("<4sHB", data[:7])
+    assert ident == b":W&B" and magic == 0xBEE1
+    pos, pending = 7, b""
+    while pos + HEADER <= len(data):
+        left = BLOCK - pos % BLOCK
+        if left < HEADER:
+            pos += left
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + HEADER])
+        chunk = data[pos + HEADER:pos + HEADER + length]
+        pos += HEADER + length
+        if kind == 0 and length == 0:
+            pos += BLOCK - pos % BLOCK if pos % BLOCK else 0
+            continue
+        pending = chunk if kind in (1, 2) else pending + chunk
+        if kind in (1, 4):
+            rec = pb.Record()
+            rec.ParseFromString(pending)
+            yield rec
+
+
+def test_offline_wandb_run_contains_the_logged_metrics(tmp_path, data_root, monkeypatch):
+    monkeypatch.setenv("SPARSEVD_DATA", str(data_root))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose("train", overrides=["logger=wandb", "trainer.epochs=2", "data.train_size=1000",
+                                          "trainer.progress=false", "name=wandb_test"])
+    final = run(OmegaConf.to_container(cfg, resolve=True), tmp_path)
+    (log,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
+    history, summary, run_info = [], {}, None
+    for rec in read_wandb_records(log):
+        kind = rec.WhichOneof("record_type")
+        if kind == "history":
+            history.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in rec.history.item})
+        elif kind == "summary":
+            summary.update({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in rec.summary.update})
+        elif kind == "run":
+            run_info = rec.run
+    assert [h["epoch"] for h in history] == [1, 2]
+    last = history[-1]
+    m = final["metrics"]
+    assert last["test/error"] == pytest.approx(m["test_error"])
+    assert last["test/compression"] == pytest.approx(m["compression"])
+    assert last["train/kl_weight"] == m["kl_weight"] and last["train/lr"] == pytest.approx(m["lr"])
+    assert {f"test/sparsity/{k}" for k in m["sparsity"]} <= set(last)
+    assert {"train/ce", "train/kl"} <= set(last)
+    assert summary["final/test/error"] == pytest.approx(m["test_error"])
+    config = {i.key: json.loads(i.value_json) for i in run_info.config.update}
+    assert config["model"]["name"] == "lenet300" and config["trainer"]["epochs"] == 2
+    assert config["data"]["train_size"] == 1000
+    assert run_info.run_group == "wandb_test" and run_info.project == "sparsevd"
+    assert {"lenet300", "sparsevd", "mnist"} <= set(run_info.tags)
