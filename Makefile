@@ -22,7 +22,7 @@ RUN_ARGS := -m experiment=$(ROWS) seed=$(SEED_LIST) resume=auto results.dir=$(RU
 	$(if $(EPOCHS),trainer.epochs=$(EPOCHS)) $(EXTRA)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test train runs report reproduce
+.PHONY: help install test train runs report reproduce bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,3 +48,7 @@ report: $(STAMP) ## rebuild results/table.{md,csv,tex}, results/figures and the 
 	$(PY) scripts/report.py --runs $(RUNS_DIR) --out $(OUT) --readme "$(README)"
 
 reproduce: runs report ## run every Table 1 row (SEEDS=, EPOCHS=, FORCE=) and rebuild the table
+
+bench: $(STAMP) ## time training epochs vs a plain reference and pytorch-ard; writes results/bench.json
+	$(PY) -m pip install -q --no-deps "pytorch-ard==0.2.4"
+	$(PY) scripts/bench.py

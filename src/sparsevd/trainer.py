@@ -122,6 +122,31 @@ class TrainConfig:
     identity: dict = field(default_factory=dict)  # model/method/data: checked on resume
 
 
+def make_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
+    """Adam; the fused kernel (same update rule) is ~3x faster than the per-tensor loop on CPU."""
+    return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, xb: torch.Tensor, yb: torch.Tensor,
+               n: int, beta: float, loss_scale: str = "sum", has_kl: bool = True):
+    """One step on the negative ELBO estimate; returns (CE, KL) as detached device tensors.
+
+    sum:  N * mean CE + beta * KL  (Eq. 3 scaled as in the authors' code)
+    mean: mean CE + beta * KL / N
+    Nothing here syncs with the device, so a CUDA step queues without waiting.
+    """
+    ce = F.cross_entropy(model(xb), yb)
+    loss = n * ce if loss_scale == "sum" else ce
+    kl = None
+    if has_kl:
+        kl = total_kl(model)
+        loss = loss + (beta * kl if loss_scale == "sum" else beta * kl / n)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return ce.detach(), None if kl is None else kl.detach()
+
+
 class _StopFlag:
     """Turns SIGINT/SIGTERM into a flag the loop checks after each step."""
 
@@ -154,7 +179,7 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, run_dir: Path, *, see
     if device.type == "cpu" and sys.platform.startswith("linux"):
         keep_freed_memory()
     n = data.num_train
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
+    optimizer = make_optimizer(model, cfg.lr)
     generator = torch.Generator().manual_seed(seed)
     history: list[dict] = []
     start_epoch, start_step, perm, ce_sum, wall = 0, 0, None, None, 0.0
@@ -194,14 +219,10 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, run_dir: Path, *, see
             steps = _progress(range(start_step, len(index)), cfg.progress, f"epoch {epoch + 1}/{cfg.epochs}")
             for step in steps:
                 idx = index[step]
-                xb, yb = data.x_train[idx], data.y_train[idx]
-                ce = F.cross_entropy(model(xb), yb)
-                kl = total_kl(model) if has_kl else kl
-                loss = n * ce + beta * kl if cfg.loss_scale == "sum" else ce + beta * kl / n
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                ce_sum = ce_sum + ce.detach() * len(idx)
+                ce, step_kl = train_step(model, optimizer, data.x_train[idx], data.y_train[idx], n, beta,
+                                         cfg.loss_scale, has_kl)
+                kl = step_kl if has_kl else kl
+                ce_sum = ce_sum + ce * len(idx)
                 if stop.signum is not None:
                     checkpoint(epoch, step + 1, perm, ce_sum)
                     raise Interrupted(signal.Signals(stop.signum).name)

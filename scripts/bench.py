@@ -1,0 +1,95 @@
+"""Time training epochs of our layers against a plain PyTorch reference and pytorch-ard.
+
+    make bench                       # installs pytorch-ard (--no-deps), writes results/bench.json
+    python scripts/bench.py --steps-lenet300 100 --steps-lenet5 20 --repeats 5
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+from sparsevd.bench import (N_TRAIN, eval_seconds, keep_freed_memory, make_cases, matmul_peak_gflops,
+                            peak_memory_mib, summarize, time_cases)
+from sparsevd.records import atomic_write_json, cpu_name, git_info
+
+TARGETS = [  # (name, how to read it, check on the summary rows + extras)
+    ("lenet300 SparseVD epoch <= 1.5x reference dense", lambda r, e: r["lenet300/ours/sparsevd"]["x_reference"] <= 1.5),
+    ("lenet300 SparseVD >= 4x faster than pytorch-ard", lambda r, e: (r["lenet300/ours/sparsevd"]["speedup_vs_pytorch_ard"] or 0) >= 4),
+    ("lenet5 SparseVD >= 2.5x faster than pytorch-ard", lambda r, e: (r["lenet5/ours/sparsevd"]["speedup_vs_pytorch_ard"] or 0) >= 2.5),
+    ("lenet300 our dense no slower than reference", lambda r, e: r["lenet300/ours/dense"]["x_reference"] <= 1.0),
+    ("lenet5 our dense no slower than reference", lambda r, e: r["lenet5/ours/dense"]["x_reference"] <= 1.0),
+    ("lenet300 ARD within 10% of SparseVD", lambda r, e: abs(r["lenet300/ours/ard"]["s_per_epoch"] / r["lenet300/ours/sparsevd"]["s_per_epoch"] - 1) <= 0.1),
+    ("lenet5 ARD within 10% of SparseVD", lambda r, e: abs(r["lenet5/ours/ard"]["s_per_epoch"] / r["lenet5/ours/sparsevd"]["s_per_epoch"] - 1) <= 0.1),
+    ("lenet300 eval of 10k test images < 0.5 s", lambda r, e: e["eval_lenet300_s"] < 0.5),
+    ("lenet5 SparseVD peak memory < 2 GiB", lambda r, e: e["peak_memory_lenet5_sparsevd_mib"] < 2048),
+]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--nets", default="lenet300,lenet5")
+    p.add_argument("--steps-lenet300", type=int, default=100, help="steps per timed block")
+    p.add_argument("--steps-lenet5", type=int, default=20)
+    p.add_argument("--repeats", type=int, default=5, help="timed blocks per case (after one warm-up)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", type=Path, default=Path("results/bench.json"))
+    args = p.parse_args(argv)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                          else "cpu" if args.device == "auto" else args.device)
+    if device.type == "cpu":
+        keep_freed_memory()
+    try:
+        import torch_ard  # noqa: F401
+        with_ard_lib = True
+    except ImportError:
+        print("pytorch-ard not installed (make bench installs it); skipping its cases", file=sys.stderr)
+        with_ard_lib = False
+    nets = args.nets.split(",")
+    torch.manual_seed(0)
+    # MNIST-sized random tensors: the arithmetic does not depend on pixel values.
+    x = torch.randn(N_TRAIN, 1, 28, 28, device=device)
+    y = torch.randint(0, 10, (N_TRAIN,), device=device)
+    cases = make_cases(nets, x, y, device, with_ard_lib)
+    steps = {"lenet300": args.steps_lenet300, "lenet5": args.steps_lenet5}
+    times = time_cases(cases, steps, args.repeats, device)
+    rows = summarize(times, nets, device)
+    extras = {"matmul_peak_gflops": matmul_peak_gflops(device)}
+    if "lenet300" in nets:
+        extras["eval_lenet300_s"] = eval_seconds(x[:10_000], y[:10_000], device)
+    if "lenet5" in nets:
+        extras["peak_memory_lenet5_sparsevd_mib"] = peak_memory_mib("lenet5", "sparsevd", str(device))
+    by_case = {r["case"]: r for r in rows}
+    targets = []
+    for name, check in TARGETS:
+        try:
+            targets.append({"target": name, "met": bool(check(by_case, extras))})
+        except (KeyError, TypeError):
+            targets.append({"target": name, "met": None})  # case not run
+    report = {
+        "command": " ".join(["python scripts/bench.py", *(argv if argv is not None else sys.argv[1:])]),
+        "machine": {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+                    "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
+                    "python": platform.python_version(), "git": git_info()},
+        "settings": {"batch": 100, "steps_per_block": steps, "repeats": args.repeats,
+                     "pytorch_ard": with_ard_lib, "epoch": "median block time x 600 steps"},
+        "cases": rows, **extras, "targets": targets,
+    }
+    print(f"{'case':32s} {'s/epoch':>8s} {'samples/s':>10s} {'x ref':>6s} {'x dense':>8s} {'vs ard':>7s} {'GFLOP/s':>8s}")
+    for r in rows:
+        vs = f"{r['speedup_vs_pytorch_ard']:.2f}x" if r["speedup_vs_pytorch_ard"] else "-"
+        print(f"{r['case']:32s} {r['s_per_epoch']:8.2f} {r['samples_per_s']:10.0f} {r['x_reference']:6.2f} "
+              f"{r['x_our_dense']:8.2f} {vs:>7s} {r['gflops']:8.1f}")
+    print(json.dumps(extras, indent=None))
+    for t in targets:
+        print(f"  [{ {True: 'met', False: 'NOT met', None: 'not run'}[t['met']] }] {t['target']}")
+    atomic_write_json(args.out, report)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

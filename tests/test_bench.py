@@ -1,0 +1,34 @@
+"""bench.py runs end to end and reports ratios; speed itself is never asserted in tests."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from sparsevd.bench import forward_macs, train_flops_per_step
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_flop_count_of_lenet300():
+    assert sum(forward_macs("lenet300").values()) == 266_200
+    dense = train_flops_per_step("lenet300", sparse=False)
+    assert dense == 2 * 100 * (784 * 300 * 2 + 300 * 100 * 3 + 100 * 10 * 3)
+    assert train_flops_per_step("lenet300", sparse=True) == 2 * dense
+
+
+def test_bench_smoke_writes_a_complete_report(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "scripts/bench.py", "--nets", "lenet300", "--steps-lenet300", "2",
+                           "--repeats", "1", "--out", str(out)], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    cases = {c["case"]: c for c in report["cases"]}
+    assert {"lenet300/reference/dense", "lenet300/ours/dense", "lenet300/ours/sparsevd",
+            "lenet300/ours/ard"} <= set(cases)
+    ref = cases["lenet300/reference/dense"]
+    assert ref["x_reference"] == 1.0 and ref["s_per_epoch"] > 0 and ref["samples_per_s"] > 0
+    assert cases["lenet300/ours/dense"]["x_our_dense"] == 1.0
+    assert report["eval_lenet300_s"] > 0 and report["matmul_peak_gflops"] > 0
+    assert report["machine"]["threads"] >= 1 and report["machine"]["torch"].startswith("2.14.1")
+    assert {t["target"] for t in report["targets"]} and all(t["met"] in (True, False, None) for t in report["targets"])
