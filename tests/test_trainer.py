@@ -56,8 +56,18 @@ def test_loss_scale_changes_training_under_adam(tmp_path):
 
 def test_nan_is_caught_with_epoch_and_term(tmp_path):
     data = tiny_data()
-    data.x_train[7] = float("nan")
     model = build_model("lenet300", "sparsevd")
-    with pytest.raises(TrainingError, match=r"non-finite CE in epoch 1; last good checkpoint: none yet"):
-        fit(model, data, TrainConfig(epochs=2, batch_size=50, progress=False), tmp_path, seed=0)
-    assert not (tmp_path / "metrics.jsonl").exists()
+    fit(model, data, TrainConfig(epochs=1, batch_size=50, progress=False), tmp_path, seed=0)
+    data.x_train[:] = float("nan")          # poison the data after a good epoch was checkpointed
+    with pytest.raises(TrainingError, match=r"non-finite CE in epoch 2, step 1; last good checkpoint: .*checkpoint.pt"):
+        fit(model, data, TrainConfig(epochs=2, batch_size=50, progress=False), tmp_path, seed=0, resume=True)
+    rows = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 1 and "NaN" not in rows[0]
+
+
+def test_nan_in_a_variance_parameter_is_named(tmp_path):
+    model = build_model("lenet300", "sparsevd")
+    with torch.no_grad():
+        model.fc2.log_sigma2[0, 0] = float("nan")   # poisons the KL and, through the noise, the CE
+    with pytest.raises(TrainingError, match=r"non-finite CE and KL in epoch 1, step 1; last good checkpoint: none yet"):
+        fit(model, tiny_data(), TrainConfig(epochs=1, batch_size=50, progress=False), tmp_path, seed=0)

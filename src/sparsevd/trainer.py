@@ -216,6 +216,8 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, run_dir: Path, *, see
             index = perm.to(device).split(cfg.batch_size)
             model.train()
             kl = torch.zeros((), device=device)
+            # First non-finite step of (CE, KL), tracked on the device so no step waits on a sync.
+            first_bad = torch.full((2,), 1 << 62, device=device, dtype=torch.long)
             steps = _progress(range(start_step, len(index)), cfg.progress, f"epoch {epoch + 1}/{cfg.epochs}")
             for step in steps:
                 idx = index[step]
@@ -223,12 +225,14 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, run_dir: Path, *, see
                                          cfg.loss_scale, has_kl)
                 kl = step_kl if has_kl else kl
                 ce_sum = ce_sum + ce * len(idx)
+                finite = torch.isfinite(torch.stack((ce, kl)))
+                first_bad = torch.where(finite, first_bad, first_bad.clamp(max=step))
                 if stop.signum is not None:
                     checkpoint(epoch, step + 1, perm, ce_sum)
                     raise Interrupted(signal.Signals(stop.signum).name)
             start_step = 0
             train_ce, train_kl = (ce_sum / n).item(), float(kl.detach())
-            _check_finite(model, train_ce, train_kl, epoch, ckpt_path)
+            _check_finite(model, train_ce, train_kl, first_bad.tolist(), epoch, ckpt_path)
             perm = ce_sum = None
             last = epoch + 1 == cfg.epochs
             if (epoch + 1) % cfg.eval_every == 0 or last:
@@ -244,14 +248,20 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, run_dir: Path, *, see
     return history
 
 
-def _check_finite(model, train_ce, train_kl, epoch, ckpt_path):
-    term = "CE" if not math.isfinite(train_ce) else "KL" if not math.isfinite(train_kl) else None
-    if term is None and not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+def _check_finite(model, train_ce, train_kl, first_bad, epoch, ckpt_path):
+    """Stop on a non-finite loss term or parameter, naming where; no NaN ever reaches a record."""
+    (bad_ce, bad_kl), where = first_bad, f"epoch {epoch + 1}"
+    if not math.isfinite(train_ce) or not math.isfinite(train_kl) or min(bad_ce, bad_kl) < 1 << 62:
+        term = "CE and KL" if bad_ce == bad_kl else "CE" if bad_ce < bad_kl else "KL"
+        step = min(bad_ce, bad_kl)
+        where += f", step {step + 1}" if step < 1 << 62 else ""
+    elif not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
         term = "parameters"
-    if term is not None:
-        last_good = ckpt_path if ckpt_path.exists() else "none yet"
-        raise TrainingError(f"non-finite {term} in epoch {epoch + 1}; last good checkpoint: {last_good}; "
-                            f"lower optim.lr or check the data, then resume from it")
+    else:
+        return
+    last_good = ckpt_path if ckpt_path.exists() else "none yet"
+    raise TrainingError(f"non-finite {term} in {where}; last good checkpoint: {last_good}; "
+                        f"lower optim.lr or check the data, then resume from it")
 
 
 def _progress(steps, enabled: bool, desc: str):
