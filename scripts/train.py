@@ -21,6 +21,9 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
     except Interrupted:
         sys.exit(130)
+    except KeyboardInterrupt:  # Ctrl-C before training started: nothing to save
+        print("interrupted before training started; nothing was written", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

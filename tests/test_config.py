@@ -85,3 +85,21 @@ def test_launcher_configs_compose(launcher, target):
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose("train", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith(target)
+
+
+def test_cli_missing_data_and_unwritable_results_write_nothing(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    cases = [
+        ([f"data.root={tmp_path / 'nodata'}"], {"SPARSEVD_DATA": ""}, "SPARSEVD_DATA"),
+        (["experiment=lenet300_sparsevd", f"results.dir={blocker / 'runs'}"], {}, "not writable"),
+    ]
+    import os
+    for overrides, env, needle in cases:
+        run_dir = tmp_path / "run"
+        proc = subprocess.run([sys.executable, "scripts/train.py", *overrides, "logger=none", f"hydra.run.dir={run_dir}"],
+                              cwd=CONFIGS.parent, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "WANDB_MODE": "disabled", **env})
+        assert proc.returncode == 2 and needle in proc.stderr and "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+        assert not (run_dir / "config.yaml").exists() and not (run_dir / "checkpoint.pt").exists()

@@ -121,3 +121,25 @@ def test_malicious_checkpoint_is_refused(tmp_path):
     with pytest.raises(RecordError, match="refusing to load"):
         load_checkpoint(tmp_path / "checkpoint.pt")
     assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.slow
+def test_resume_auto_finds_the_unfinished_twin(tmp_path, data_root, twin):
+    env = {**os.environ, "SPARSEVD_DATA": str(data_root), "WANDB_MODE": "disabled"}
+    cmd = [sys.executable, "scripts/train.py", *SMALL, f"outputs={tmp_path}"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(tmp_path.rglob("metrics.jsonl")):
+        time.sleep(0.05)
+    (first_dir,) = [p.parent for p in tmp_path.rglob("metrics.jsonl")]
+    _wait_for_lines(first_dir / "metrics.jsonl", 2, proc)
+    proc.kill()
+    proc.wait()
+    # A different config is not a twin; the same one is found and finished.
+    other = run_train(tmp_path / "x", *SMALL, "seed=1", f"outputs={tmp_path}", "resume=auto", "trainer.epochs=1",
+                      data_root=data_root)
+    assert "no unfinished twin" in other.stdout
+    again = subprocess.run([*cmd, "resume=auto"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert f"continuing {first_dir}" in again.stdout
+    assert _metrics(first_dir) == twin

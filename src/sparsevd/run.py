@@ -5,6 +5,7 @@ import math
 import os
 import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from .trainer import (LOSS_SCALES, LR_SCHEDULES, Interrupted, TrainConfig, Train
                       resolve_device, seed_everything, summary_line)
 
 # Keys that may differ between a run and its resumption without changing what is computed.
-VOLATILE_KEYS = ("resume", "logger", "device", "results", "data.root", "trainer.progress")
+VOLATILE_KEYS = ("resume", "outputs", "logger", "device", "results", "data.root", "trainer.progress")
 LOG_ALPHA_BINS = np.linspace(-8.0, 8.0, 81)
 
 
@@ -132,7 +133,7 @@ def save_arrays(model, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def run(cfg: dict, run_dir: Path, overrides: list[str] = (), outputs: Path = Path("outputs")) -> dict | None:
+def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
     """Train one configuration and write its record into ``run_dir``; returns final.json's content."""
     validate(cfg)
     name, seed = cfg["name"], cfg["seed"]
@@ -144,7 +145,7 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = (), outputs: Path = Pat
         _check_writable(dest.parent)
     resume = cfg["resume"]
     if resume == "auto":
-        found = find_unfinished(outputs, cfg)
+        found = find_unfinished(Path(cfg.get("outputs", "outputs")), cfg)
         print(f"resume=auto: {'continuing ' + str(found) if found else 'no unfinished twin, starting fresh'}")
         resume, run_dir = (True, found) if found else (False, run_dir)
     elif resume:
@@ -157,12 +158,13 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = (), outputs: Path = Pat
             raise RecordError(f"resume={resume} was trained with a different config: {'; '.join(diff[:3])}; "
                               f"resume with the run's own overrides, or start a new run")
         resume = True
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
     device = resolve_device(cfg["device"])
     seed_everything(seed)
     m, d = cfg["method"], cfg["data"]
     data = load_dataset(d["name"], d["root"], d["preprocess"], d["train_size"], device)
+    # Only now, with the config valid and the data readable, does the run write anything.
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
     model = build_model(cfg["model"]["name"], m["name"], threshold=m["threshold"],
                         log_sigma2_init=m["log_sigma2_init"], train_clip=m["train_clip"],
                         init=cfg["model"]["init"], init_std=cfg["model"]["init_std"]).to(device)
@@ -200,11 +202,18 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = (), outputs: Path = Pat
 
 
 def _check_writable(folder: Path) -> None:
-    probe = folder
+    """Fail before training, not after it, if the record could not be published (root-proof)."""
+    probe = Path(folder).absolute()
     while not probe.exists():
         probe = probe.parent
-    if not os.access(probe, os.W_OK):
-        raise RecordError(f"results folder {folder} is not writable; fix its permissions or set results.dir")
+    try:
+        if not probe.is_dir():
+            raise NotADirectoryError(str(probe))
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError:
+        raise RecordError(f"results folder {folder} is not writable ({probe} is not a writable folder); "
+                          f"fix its permissions or set results.dir") from None
 
 
 ERRORS = (ConfigError, DataError, RecordError, TrainingError)
