@@ -30,7 +30,8 @@ def main(argv=None) -> int:
     else:
         records = load_records(args.runs, warn=lambda m: print(m, file=sys.stderr))
     rows = write_report(records, load_paper(args.paper), args.out,
-                        readme=Path(args.readme) if args.readme else None)
+                        readme=Path(args.readme) if args.readme else None,
+                        warn=lambda m: print(m, file=sys.stderr))
     figures = make_all(rows, args.out / "figures") if args.source == "files" else []
     print((args.out / "table.md").read_text())
     print(f"wrote {args.out}/table.md, table.csv, table.tex and {len(figures)} figures")

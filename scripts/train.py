@@ -21,8 +21,8 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
     except Interrupted:
         sys.exit(130)
-    except KeyboardInterrupt:  # Ctrl-C before training started: nothing to save
-        print("interrupted before training started; nothing was written", file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl-C outside the training loop: no step to finish, nothing to save
+        print("interrupted outside the training loop; no new checkpoint was written", file=sys.stderr)
         sys.exit(130)
 
 

@@ -21,7 +21,8 @@ def fake_record(runs_dir, row, seed, error, compression, sparsity, epochs=200):
     metrics = {"test_error": error, "compression": compression, "epoch": epochs, "kl_weight": 1.0, "lr": 0.0,
                "sparsity": dict(zip(["fc1", "fc2", "fc3"], sparsity))}
     final = {"name": row, "seed": seed, "metrics": metrics,
-             "config": {"method": {"threshold": 3.0}, "trainer": {"epochs": epochs}}}
+             "config": {"method": {"name": "dense" if "dense" in row else "sparsevd", "threshold": 3.0},
+                        "trainer": {"epochs": epochs}}}
     (d / "final.json").write_text(json.dumps(final))
     (d / "metrics.jsonl").write_text(json.dumps({**metrics, "epoch": 1}) + "\n" + json.dumps(metrics) + "\n")
     edges = np.linspace(-8, 8, 81)
@@ -61,6 +62,14 @@ def test_cells_means_std_delta_and_marks(runs):
     assert "Quick run" not in md
 
 
+def test_short_runs_are_never_averaged_with_full_ones(runs):
+    fake_record(runs, "lenet300_sparsevd", 3, 9.0, 2.0, [10.0, 10.0, 10.0], epochs=1)
+    warnings = []
+    rows = {r.key: r for r in build_rows(load_records(runs), load_paper(PAPER), warn=warnings.append)}
+    assert rows["lenet300_sparsevd"].n == 3 and rows["lenet300_sparsevd"].mean("test_error") == pytest.approx(1.9)
+    assert len(warnings) == 1 and "shorter than 200 epochs" in warnings[0]
+
+
 def test_quick_runs_are_labelled(tmp_path):
     fake_record(tmp_path, "lenet5_dense", 0, 3.0, 1.0, [0, 0, 0], epochs=1)
     paper = load_paper(PAPER)
@@ -75,10 +84,19 @@ def test_corrupt_and_partial_records_are_skipped_and_named(runs):
     partial = runs / "lenet5_ard" / "seed0"
     partial.mkdir(parents=True)
     (partial / "final.json").write_text('{"metrics": {}, "config": {}}')
+    no_seed = fake_record(runs, "lenet5_dense", 0, 0.8, 1.0, [0, 0, 0])
+    final = json.loads((no_seed / "final.json").read_text())
+    del final["seed"]
+    (no_seed / "final.json").write_text(json.dumps(final))
+    no_epoch = fake_record(runs, "lenet5_dense", 1, 0.8, 1.0, [0, 0, 0])
+    final = json.loads((no_epoch / "final.json").read_text())
+    del final["metrics"]["epoch"]
+    (no_epoch / "final.json").write_text(json.dumps(final))
     warnings = []
     records = load_records(runs, warn=warnings.append)
-    assert "lenet5_sparsevd" not in records and "lenet5_ard" not in records
-    assert len(warnings) == 2 and str(bad / "final.json") in warnings[0] + warnings[1]
+    assert not {"lenet5_sparsevd", "lenet5_ard", "lenet5_dense"} & set(records)
+    assert len(warnings) == 4 and any(str(bad / "final.json") in w for w in warnings)
+    assert any("seed" in w for w in warnings) and any("metrics.epoch" in w for w in warnings)
     before = (bad / "final.json").read_text()
     write_report(records, load_paper(PAPER), runs.parent / "out")
     assert (bad / "final.json").read_text() == before     # the report never touches records

@@ -90,7 +90,7 @@ def test_sigterm_checkpoints_mid_epoch_and_resume_matches(tmp_path, data_root, t
     assert proc.returncode != 0 and "Traceback" not in err
     assert f"resume={tmp_path}" in err
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
-    assert state["epoch"] >= 1
+    assert state["epoch"] >= 1 and state["step"] > 0 and state["part"]["perm"] is not None  # mid-epoch
     resumed = run_train(tmp_path / "ignored", *SMALL, f"resume={tmp_path}", data_root=data_root)
     assert resumed.returncode == 0, resumed.stderr
     assert _metrics(tmp_path) == twin

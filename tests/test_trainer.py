@@ -42,6 +42,22 @@ def test_fit_learns_and_records_history(tmp_path):
     assert (tmp_path / "checkpoint.pt").exists() and len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3
 
 
+@pytest.mark.parametrize("has_kl", [True, False])
+def test_sum_scale_gradients_are_n_times_the_mean_scale(has_kl):
+    from sparsevd.trainer import train_step
+
+    data, grads = tiny_data(), {}
+    for scale in ("sum", "mean"):
+        torch.manual_seed(0)
+        model = build_model("lenet300", "sparsevd")
+        torch.manual_seed(1)
+        frozen = torch.optim.SGD(model.parameters(), lr=0.0)   # leaves .grad for us to read
+        train_step(model, frozen, data.x_train[:50], data.y_train[:50], n=300, beta=0.5, loss_scale=scale,
+                   has_kl=has_kl)
+        grads[scale] = torch.cat([p.grad.flatten() for p in model.parameters()])
+    torch.testing.assert_close(grads["sum"], 300 * grads["mean"], rtol=1e-4, atol=1e-6)
+
+
 def test_loss_scale_changes_training_under_adam(tmp_path):
     def train(scale):
         torch.manual_seed(0)

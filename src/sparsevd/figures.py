@@ -34,7 +34,10 @@ def curves(rows: list[Row], out: Path) -> Path | None:
     for i, row in enumerate(rows):
         color = f"C{i % 10}"
         for j, run in enumerate(row.runs):
-            hist = read_jsonl(Path(run["record"]) / "metrics.jsonl")
+            path = Path(run["record"]) / "metrics.jsonl"
+            if not path.exists():
+                continue
+            hist = read_jsonl(path)
             epochs = [h["epoch"] for h in hist]
             label = row.key if j == 0 else None
             ax_err.plot(epochs, [h["test_error"] for h in hist], color=color, label=label, lw=1)

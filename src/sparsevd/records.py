@@ -145,6 +145,17 @@ def read_final(path: Path) -> dict:
     return final
 
 
+def _exchange(a: Path, b: Path) -> None:
+    """Swap two folders in one step (Linux renameat2 RENAME_EXCHANGE), so `b` never goes missing."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    at_fdcwd, rename_exchange = -100, 2
+    if libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) != 0:
+        err = ctypes.get_errno()
+        raise RecordError(f"could not replace {b} atomically ({os.strerror(err)}); the old record is untouched")
+
+
 def publish(run_dir: Path, dest: Path, force: bool = False) -> Path:
     """Copy a finished run's record into ``dest`` (results/runs/<experiment>/seed<k>/).
 
@@ -155,7 +166,7 @@ def publish(run_dir: Path, dest: Path, force: bool = False) -> Path:
     if (dest / "final.json").exists() and not force:
         raise RecordError(f"{dest} already holds a record; re-run with FORCE=1 "
                           f"(results.force=true) to replace it")
-    extras = sorted(p.name for p in run_dir.glob("*.npz"))
+    extras = [f for f in ("arrays.npz",) if (run_dir / f).exists()]
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
@@ -165,14 +176,10 @@ def publish(run_dir: Path, dest: Path, force: bool = False) -> Path:
     try:
         for fname in (*RECORD_FILES, *extras):
             shutil.copy2(run_dir / fname, staging / fname)
-        old = None
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(dest, old)
-        os.replace(staging, dest)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        if not dest.exists():
+            os.replace(staging, dest)
+        else:
+            _exchange(staging, dest)  # staging now holds the old record, removed below
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return dest

@@ -18,6 +18,7 @@ from .records import RecordError, atomic_write_text, read_final
 
 DASH = "—"
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+REQUIRED_METRICS = {"test_error": (int, float), "compression": (int, float), "epoch": int, "sparsity": dict}
 
 
 @dataclass
@@ -55,8 +56,13 @@ def load_records(runs_dir: Path, warn=print) -> dict[str, list[dict]]:
     for path in sorted(Path(runs_dir).glob("*/seed*/final.json")):
         try:
             final = read_final(path)
-            final["metrics"]["test_error"], final["metrics"]["compression"]  # must exist
-        except (RecordError, KeyError, TypeError) as exc:
+            m = final["metrics"]
+            for key, kind in REQUIRED_METRICS.items():
+                if not isinstance(m.get(key), kind):
+                    raise RecordError(f"metrics.{key} missing or not a {kind}")
+            if not isinstance(final.get("seed"), int):
+                raise RecordError("seed missing")
+        except RecordError as exc:
             warn(f"skipping {path}: {exc}")
             continue
         final["record"] = str(path.parent)
@@ -68,12 +74,18 @@ def load_paper(path: Path) -> dict:
     return yaml.safe_load(Path(path).read_text())
 
 
-def build_rows(records: dict[str, list[dict]], paper: dict) -> list[Row]:
+def build_rows(records: dict[str, list[dict]], paper: dict, warn=print) -> list[Row]:
     rows = []
     for key, spec in paper["rows"].items():
         target = paper["rows"][spec["target_of"]] if "target_of" in spec else spec
         numbers = {k: target[k] for k in ("error", "sparsity", "compression") if k in target}
         runs = sorted(records.get(key, []), key=lambda r: r["seed"])
+        longest = max((r["metrics"]["epoch"] for r in runs), default=0)
+        short = [r for r in runs if r["metrics"]["epoch"] < longest]
+        if short:  # never average a smoke run into a full one
+            warn(f"{key}: leaving out {len(short)} record(s) shorter than {longest} epochs: "
+                 + ", ".join(r["record"] for r in short))
+        runs = [r for r in runs if r["metrics"]["epoch"] == longest]
         rows.append(Row(key, spec["network"], spec["method"], numbers, runs))
     return rows
 
@@ -100,7 +112,7 @@ def cells(row: Row, tol: dict) -> dict[str, str]:
     if err is not None:
         err_cell = f"{err:.2f}" + (f" ± {row.std('test_error'):.2f}" if row.n > 1 else "")
     comp = row.mean("compression")
-    method_is_sparse = row.runs and any(v > 0 for v in row.runs[0]["metrics"]["sparsity"].values())
+    method_is_sparse = row.runs and row.runs[0].get("config", {}).get("method", {}).get("name") != "dense"
     return {
         "Network": row.network,
         "Method": row.method,
@@ -194,6 +206,7 @@ def records_from_wandb(runs) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     for run in runs:
         s, cfg = dict(run.summary), dict(run.config)
+        cfg.setdefault("method", {"name": "dense" if "dense" in (run.group or "") else "sparsevd"})
         if "final/test/error" not in s:
             continue
         metrics = {"test_error": s["final/test/error"], "compression": s["final/test/compression"],
@@ -204,8 +217,8 @@ def records_from_wandb(runs) -> dict[str, list[dict]]:
     return out
 
 
-def write_report(records: dict, paper: dict, out_dir: Path, readme: Path | None = None) -> list[Row]:
-    rows = build_rows(records, paper)
+def write_report(records: dict, paper: dict, out_dir: Path, readme: Path | None = None, warn=print) -> list[Row]:
+    rows = build_rows(records, paper, warn)
     table_md = render_markdown(rows, paper)
     atomic_write_text(out_dir / "table.md", table_md)
     atomic_write_text(out_dir / "table.csv", render_csv(rows, paper))

@@ -157,14 +157,14 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
         if diff:
             raise RecordError(f"resume={resume} was trained with a different config: {'; '.join(diff[:3])}; "
                               f"resume with the run's own overrides, or start a new run")
+        if not (run_dir / CHECKPOINT).exists():
+            raise RecordError(f"resume={run_dir}: no {CHECKPOINT} there (the run never finished an epoch); "
+                              f"start a new run instead")
         resume = True
     device = resolve_device(cfg["device"])
     seed_everything(seed)
     m, d = cfg["method"], cfg["data"]
     data = load_dataset(d["name"], d["root"], d["preprocess"], d["train_size"], device)
-    # Only now, with the config valid and the data readable, does the run write anything.
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
     model = build_model(cfg["model"]["name"], m["name"], threshold=m["threshold"],
                         log_sigma2_init=m["log_sigma2_init"], train_clip=m["train_clip"],
                         init=cfg["model"]["init"], init_std=cfg["model"]["init_std"]).to(device)
@@ -174,6 +174,9 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
                      method=m["name"], eval_every=cfg["trainer"]["eval_every"],
                      checkpoint_every=cfg["trainer"]["checkpoint_every"], progress=cfg["trainer"]["progress"],
                      identity={"model": cfg["model"]["name"], "method": m["name"], "data": d["name"]})
+    # Only now, with the config valid and the data readable, does the run write anything.
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
     tracker = make_tracker(cfg["logger"], cfg, f"{name}-seed{seed}", run_dir)
     exit_code, final = 1, None
     start = time.perf_counter()
@@ -182,7 +185,7 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
             print(summary_line(row), flush=True)
             tracker.log(row)
         history = fit(model, data, tc, run_dir, seed=seed, device=device, on_eval=on_eval, resume=bool(resume))
-        final = {"name": name, "seed": seed, "metrics": history[-1], "config": cfg,
+        final = {"name": name, "seed": seed, "metrics": history[-1], "config": cfg, "overrides": list(overrides),
                  "environment": environment(device), "wall_time": history[-1]["time"],
                  "wall_time_this_process": time.perf_counter() - start, "run_dir": str(run_dir)}
         save_arrays(model, run_dir / "arrays.npz")

@@ -182,7 +182,7 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, run_dir: Path, *, see
     optimizer = make_optimizer(model, cfg.lr)
     generator = torch.Generator().manual_seed(seed)
     history: list[dict] = []
-    start_epoch, start_step, perm, ce_sum, wall = 0, 0, None, None, 0.0
+    start_epoch, start_step, part, wall = 0, 0, None, 0.0  # part: running state of a part-done epoch
     if resume:
         state = load_checkpoint(ckpt_path)
         if state.get("identity") != cfg.identity:
@@ -192,17 +192,19 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, run_dir: Path, *, see
         optimizer.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"], generator)
         start_epoch, start_step, wall = state["epoch"], state["step"], state["wall_time"]
-        perm, ce_sum, history = state["perm"], state["ce_sum"], state["history"]
-        ce_sum = None if ce_sum is None else ce_sum.to(device)
+        part, history = state.get("part"), state["history"]
+        if "part" not in state and state.get("perm") is not None:  # checkpoints of sparsevd <= 0.1 (baf3820)
+            part = {"perm": state["perm"], "ce_sum": state["ce_sum"], "kl": torch.zeros(()),
+                    "first_bad": torch.full((2,), 1 << 62, dtype=torch.long)}
+        part = None if part is None else {k: v.to(device) for k, v in part.items()}
     model.to(device)
     has_kl = bool(svdo_layers(model)) and cfg.method != "dense"
 
-    def checkpoint(epoch, step, perm, ce_sum):
+    def checkpoint(epoch, step, part):
         save_checkpoint(ckpt_path, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "rng": rng_state(generator), "epoch": epoch, "step": step, "perm": perm,
-            "ce_sum": ce_sum, "history": history, "wall_time": wall + time.perf_counter() - t0,
-            "identity": cfg.identity})
+            "rng": rng_state(generator), "epoch": epoch, "step": step, "part": part,
+            "history": history, "wall_time": wall + time.perf_counter() - t0, "identity": cfg.identity})
 
     t0 = time.perf_counter()
     with _StopFlag() as stop:
@@ -211,13 +213,14 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, run_dir: Path, *, see
             lr = cfg.lr * lr_factor(epoch, cfg.epochs, cfg.schedule)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            if perm is None:
-                perm, ce_sum = torch.randperm(n, generator=generator), torch.zeros((), device=device)
+            if part is None:
+                # first_bad: first non-finite step of (CE, KL), kept on the device so no step syncs.
+                part = {"perm": torch.randperm(n, generator=generator), "ce_sum": torch.zeros((), device=device),
+                        "kl": torch.zeros((), device=device),
+                        "first_bad": torch.full((2,), 1 << 62, device=device, dtype=torch.long)}
+            perm, ce_sum, kl, first_bad = part["perm"], part["ce_sum"], part["kl"], part["first_bad"]
             index = perm.to(device).split(cfg.batch_size)
             model.train()
-            kl = torch.zeros((), device=device)
-            # First non-finite step of (CE, KL), tracked on the device so no step waits on a sync.
-            first_bad = torch.full((2,), 1 << 62, device=device, dtype=torch.long)
             steps = _progress(range(start_step, len(index)), cfg.progress, f"epoch {epoch + 1}/{cfg.epochs}")
             for step in steps:
                 idx = index[step]
@@ -228,12 +231,15 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, run_dir: Path, *, see
                 finite = torch.isfinite(torch.stack((ce, kl)))
                 first_bad = torch.where(finite, first_bad, first_bad.clamp(max=step))
                 if stop.signum is not None:
-                    checkpoint(epoch, step + 1, perm, ce_sum)
+                    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+                        raise TrainingError(f"interrupted with non-finite parameters in epoch {epoch + 1}; kept the "
+                                            f"last good checkpoint {ckpt_path}; lower optim.lr and resume from it")
+                    checkpoint(epoch, step + 1, {"perm": perm, "ce_sum": ce_sum, "kl": kl, "first_bad": first_bad})
                     raise Interrupted(signal.Signals(stop.signum).name)
             start_step = 0
             train_ce, train_kl = (ce_sum / n).item(), float(kl.detach())
             _check_finite(model, train_ce, train_kl, first_bad.tolist(), epoch, ckpt_path)
-            perm = ce_sum = None
+            part = None
             last = epoch + 1 == cfg.epochs
             if (epoch + 1) % cfg.eval_every == 0 or last:
                 row = {"epoch": epoch + 1, "train_ce": train_ce, "train_kl": train_kl,
@@ -244,7 +250,7 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, run_dir: Path, *, see
                 if on_eval is not None:
                     on_eval(row)
             if (epoch + 1) % cfg.checkpoint_every == 0 or last:
-                checkpoint(epoch + 1, 0, None, None)
+                checkpoint(epoch + 1, 0, None)
     return history
 
 
