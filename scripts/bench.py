@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     report = {
         "command": " ".join(["python scripts/bench.py", *(argv if argv is not None else sys.argv[1:])]),
         "machine": {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
-                    "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
+                    "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "torch": str(torch.__version__),
                     "python": platform.python_version(), "git": git_info()},
         "settings": {"batch": 100, "steps_per_block": steps, "repeats": args.repeats,
                      "pytorch_ard": with_ard_lib, "epoch": "median block time x 600 steps"},

@@ -76,6 +76,9 @@ def test_kill_at_epoch_2_then_resume_gives_identical_final_metrics(tmp_path, dat
     resumed = run_train(tmp_path / "ignored", *SMALL, f"resume={tmp_path}", data_root=data_root)
     assert resumed.returncode == 0, resumed.stderr
     assert _metrics(tmp_path) == twin
+    segments = json.loads((tmp_path / "final.json").read_text())["segments"]
+    assert len(segments) == 2 and segments[0]["from_epoch"] == 0 and segments[1]["from_epoch"] >= 1
+    assert all("torch" in s and "git" in s for s in segments)
 
 
 @pytest.mark.slow

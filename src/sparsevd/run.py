@@ -17,7 +17,7 @@ from .data import DATASETS, NUM_TRAIN, PREPROCESSING, DataError, load_dataset
 from .metrics import effective_weight
 from .models import METHODS, MODELS, build_model, svdo_layers, weighted_layers
 from .records import (CHECKPOINT, RecordError, atomic_write_json, atomic_write_text, environment,
-                      publish, record_dir)
+                      load_checkpoint, publish, record_dir)
 from .tracking import make_tracker
 from .trainer import (LOSS_SCALES, LR_SCHEDULES, Interrupted, TrainConfig, TrainingError, fit,
                       resolve_device, seed_everything, summary_line)
@@ -162,6 +162,7 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
                               f"start a new run instead")
         resume = True
     device = resolve_device(cfg["device"])
+    env = environment(device)  # at start: the code that runs is the code this SHA names
     seed_everything(seed)
     m, d = cfg["method"], cfg["data"]
     data = load_dataset(d["name"], d["root"], d["preprocess"], d["train_size"], device)
@@ -184,9 +185,11 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
         def on_eval(row):
             print(summary_line(row), flush=True)
             tracker.log(row)
-        history = fit(model, data, tc, run_dir, seed=seed, device=device, on_eval=on_eval, resume=bool(resume))
+        history = fit(model, data, tc, run_dir, seed=seed, device=device, on_eval=on_eval, resume=bool(resume),
+                      segment=env)
         final = {"name": name, "seed": seed, "metrics": history[-1], "config": cfg, "overrides": list(overrides),
-                 "environment": environment(device), "wall_time": history[-1]["time"],
+                 "environment": env, "segments": load_checkpoint(run_dir / CHECKPOINT).get("segments", []),
+                 "wall_time": history[-1]["time"],
                  "wall_time_this_process": time.perf_counter() - start, "run_dir": str(run_dir)}
         save_arrays(model, run_dir / "arrays.npz")
         atomic_write_json(run_dir / "final.json", final)

@@ -168,7 +168,8 @@ class _StopFlag:
 
 
 def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, run_dir: Path, *, seed: int = 0,
-        device: torch.device = torch.device("cpu"), on_eval=None, resume: bool = False) -> list[dict]:
+        device: torch.device = torch.device("cpu"), on_eval=None, resume: bool = False,
+        segment: dict | None = None) -> list[dict]:
     """Train ``model`` and return the per-evaluation history; checkpoints go to ``run_dir``.
 
     Loss (Eq. 3, the negative ELBO, as in the authors' code): N * mean CE + beta * sum KL.
@@ -183,6 +184,7 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, run_dir: Path, *, see
     generator = torch.Generator().manual_seed(seed)
     history: list[dict] = []
     start_epoch, start_step, part, wall = 0, 0, None, 0.0  # part: running state of a part-done epoch
+    segments = []  # provenance (git SHA, versions, device) of each process that trained this run
     if resume:
         state = load_checkpoint(ckpt_path)
         if state.get("identity") != cfg.identity:
@@ -192,11 +194,12 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, run_dir: Path, *, see
         optimizer.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"], generator)
         start_epoch, start_step, wall = state["epoch"], state["step"], state["wall_time"]
-        part, history = state.get("part"), state["history"]
+        part, history, segments = state.get("part"), state["history"], state.get("segments", [])
         if "part" not in state and state.get("perm") is not None:  # checkpoints of sparsevd <= 0.1 (baf3820)
             part = {"perm": state["perm"], "ce_sum": state["ce_sum"], "kl": torch.zeros(()),
                     "first_bad": torch.full((2,), 1 << 62, dtype=torch.long)}
         part = None if part is None else {k: v.to(device) for k, v in part.items()}
+    segments = [*segments, {**(segment or {}), "from_epoch": start_epoch, "from_step": start_step}]
     model.to(device)
     has_kl = bool(svdo_layers(model)) and cfg.method != "dense"
 
@@ -204,7 +207,8 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, run_dir: Path, *, see
         save_checkpoint(ckpt_path, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "rng": rng_state(generator), "epoch": epoch, "step": step, "part": part,
-            "history": history, "wall_time": wall + time.perf_counter() - t0, "identity": cfg.identity})
+            "history": history, "wall_time": wall + time.perf_counter() - t0, "identity": cfg.identity,
+            "segments": segments})
 
     t0 = time.perf_counter()
     with _StopFlag() as stop:
