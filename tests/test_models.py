@@ -66,3 +66,16 @@ def test_registry_lets_users_add_a_model():
         assert isinstance(model.fc1, LinearSVDO)
     finally:
         MODELS.pop("tiny_test_model")
+
+
+def test_lenet5_channels_last_layout_computes_the_plain_nchw_network():
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    model = build_model("lenet5", "sparsevd").eval()
+    x = torch.randn(7, 1, 28, 28)
+    w = {n: m.weight * m.mask() for n, m in weighted_layers(model).items()}
+    r = F.max_pool2d(F.relu(F.conv2d(x, w["conv1"].contiguous(), model.conv1.bias)), 2)
+    r = F.max_pool2d(F.relu(F.conv2d(r, w["conv2"].contiguous(), model.conv2.bias)), 2)
+    r = F.linear(F.relu(F.linear(r.flatten(1), w["fc1"], model.fc1.bias)), w["fc2"], model.fc2.bias)
+    torch.testing.assert_close(model(x), r)

@@ -155,7 +155,9 @@ class SVDOLayer(nn.Module):
         theta = self.weight * self.mask(log_alpha) if self.train_clip else self.weight
         mean = self._op(x, theta, self.bias)
         var = self._op(x * x, var_weight, None)
-        return mean + torch.sqrt(var + 1e-8) * torch.randn_like(mean)
+        # A plain-layout draw: randn_like on a channels_last tensor takes a slow strided path.
+        eps = torch.randn(mean.shape, dtype=mean.dtype, device=mean.device)
+        return mean + torch.sqrt(var + 1e-8) * eps
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, threshold={self.threshold}, train_clip={self.train_clip}, "

@@ -195,7 +195,8 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
         atomic_write_json(run_dir / "final.json", final)
         exit_code = 0
     except Interrupted as exc:
-        cmd = " ".join(["python scripts/train.py", *map(shlex.quote, overrides), f"resume={run_dir}"])
+        kept = [o for o in overrides if not o.startswith(("resume=", "hydra."))]
+        cmd = " ".join(["python scripts/train.py", *map(shlex.quote, kept), f"resume={run_dir}"])
         print(f"\n{exc}: checkpoint saved in {run_dir}/{CHECKPOINT}; resume with:\n  {cmd}", file=sys.stderr)
         raise
     finally:
