@@ -15,6 +15,9 @@ import torch
 from sparsevd.bench import (N_TRAIN, eval_seconds, keep_freed_memory, make_cases, matmul_peak_gflops,
                             peak_memory_mib, summarize, time_cases)
 from sparsevd.records import atomic_write_json, cpu_name, git_info
+from sparsevd.report import update_readme
+
+BENCH_START, BENCH_END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 TARGETS = [  # (name, how to read it, check on the summary rows + extras)
     ("lenet300 SparseVD epoch <= 1.5x reference dense", lambda r, e: r["lenet300/ours/sparsevd"]["x_reference"] <= 1.5),
@@ -37,6 +40,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5, help="timed blocks per case (after one warm-up)")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", type=Path, default=Path("results/bench.json"))
+    p.add_argument("--readme", default="README.md", help="README whose bench section to rewrite ('' to skip)")
     args = p.parse_args(argv)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else "cpu" if args.device == "auto" else args.device)
@@ -88,7 +92,28 @@ def main(argv=None) -> int:
         print(f"  [{ {True: 'met', False: 'NOT met', None: 'not run'}[t['met']] }] {t['target']}")
     atomic_write_json(args.out, report)
     print(f"wrote {args.out}")
+    if args.readme and Path(args.readme).exists():
+        update_readme(Path(args.readme), markdown(report), BENCH_START, BENCH_END)
     return 0
+
+
+def markdown(report: dict) -> str:
+    """The README's performance table, straight from bench.json."""
+    m = report["machine"]
+    lines = [f"`{report['command']}` on {m['device_name']} ({m['device']}, {m['threads']} threads, torch "
+             f"{m['torch']}, commit {(m['git']['sha'] or '?')[:7]}); median of {report['settings']['repeats']} "
+             f"interleaved blocks, scaled to a 600-step epoch:", "",
+             "| case | s/epoch | samples/s | × reference dense | × our dense | speed-up vs pytorch-ard | GFLOP/s |",
+             "|---|---|---|---|---|---|---|"]
+    for r in report["cases"]:
+        vs = f"{r['speedup_vs_pytorch_ard']:.2f}×" if r["speedup_vs_pytorch_ard"] else "—"
+        lines.append(f"| {r['case']} | {r['s_per_epoch']:.2f} | {r['samples_per_s']:.0f} | {r['x_reference']:.2f} | "
+                     f"{r['x_our_dense']:.2f} | {vs} | {r['gflops']:.1f} |")
+    lines += ["", f"Measured matmul peak: {report['matmul_peak_gflops']:.0f} GFLOP/s. "
+              f"LeNet-300-100 evaluation on 10k images: {report.get('eval_lenet300_s', float('nan')):.3f} s. "
+              f"LeNet-5 SparseVD peak memory: {report.get('peak_memory_lenet5_sparsevd_mib', float('nan')):.0f} MiB.", ""]
+    lines += [f"- {'✓' if t['met'] else '✗' if t['met'] is False else '—'} {t['target']}" for t in report["targets"]]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

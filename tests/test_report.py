@@ -74,7 +74,7 @@ def test_quick_runs_are_labelled(tmp_path):
     fake_record(tmp_path, "lenet5_dense", 0, 3.0, 1.0, [0, 0, 0], epochs=1)
     paper = load_paper(PAPER)
     md = render_markdown(build_rows(load_records(tmp_path), paper), paper)
-    assert md.startswith("> **Quick run (1 epochs instead of 200)")
+    assert md.startswith("> **Quick run (1 epoch instead of 200)")
 
 
 def test_corrupt_and_partial_records_are_skipped_and_named(runs):

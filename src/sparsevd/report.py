@@ -140,7 +140,8 @@ def render_markdown(rows: list[Row], paper: dict) -> str:
     lines = []
     quick = quick_epochs(rows)
     if quick:
-        lines += [f"> **Quick run ({', '.join(map(str, quick))} epochs instead of 200): "
+        unit = "epoch" if quick == [1] else "epochs"
+        lines += [f"> **Quick run ({', '.join(map(str, quick))} {unit} instead of 200): "
                   "smoke-test numbers, not results. Do not commit.**", ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(t[h] for h in header) + " |" for t in table]
@@ -188,14 +189,14 @@ def render_tex(rows: list[Row], paper: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def update_readme(readme: Path, table_md: str) -> bool:
-    """Replace the text between the results markers; False if the markers are missing."""
+def update_readme(readme: Path, table_md: str, start: str = README_START, end: str = README_END) -> bool:
+    """Replace the text between two markers; False if the markers are missing."""
     text = readme.read_text()
-    if README_START not in text or README_END not in text:
+    if start not in text or end not in text:
         return False
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    new = f"{head}{README_START}\n{table_md}{README_END}{tail}"
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    new = f"{head}{start}\n{table_md}{end}{tail}"
     if new != text:
         atomic_write_text(readme, new)
     return True
