@@ -150,7 +150,7 @@ class SVDOLayer(nn.Module):
             return self._op(x, self.weight * self.mask(), self.bias)
         log_alpha, var_weight, kl = _WeightNoise.apply(self.weight, self.log_sigma2, self.prior)
         self._kl_cache = (kl, (self.weight._version, self.log_sigma2._version))
-        # Local reparameterization trick (Sec. 3.3): sample pre-activations, not weights, so
+        # Local reparameterization trick (Kingma et al. 2015): sample pre-activations, not weights, so
         # each example in the batch gets independent noise at the cost of one extra op.
         theta = self.weight * self.mask(log_alpha) if self.train_clip else self.weight
         mean = self._op(x, theta, self.bias)

@@ -131,7 +131,7 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, xb: torch.Ten
                n: int, beta: float, loss_scale: str = "sum", has_kl: bool = True):
     """One step on the negative ELBO estimate; returns (CE, KL) as detached device tensors.
 
-    sum:  N * mean CE + beta * KL  (Eq. 3 scaled as in the authors' code)
+    sum:  N * mean CE + beta * KL  (the SGVLB, scaled as in the authors' code)
     mean: mean CE + beta * KL / N
     Nothing here syncs with the device, so a CUDA step queues without waiting.
     """
@@ -172,7 +172,7 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, run_dir: Path, *, see
         segment: dict | None = None) -> list[dict]:
     """Train ``model`` and return the per-evaluation history; checkpoints go to ``run_dir``.
 
-    Loss (Eq. 3, the negative ELBO, as in the authors' code): N * mean CE + beta * sum KL.
+    Loss (the negative SGVLB, as in the authors' code): N * mean CE + beta * sum KL.
     ``loss_scale='mean'`` divides it by N, which changes Adam's effective epsilon.
     """
     run_dir = Path(run_dir)
