@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -43,6 +44,8 @@ def curves(rows: list[Row], out: Path) -> Path | None:
             ax_err.plot(epochs, [h["test_error"] for h in hist], color=color, label=label, lw=1)
             ax_comp.plot(epochs, [h["compression"] for h in hist], color=color, label=label, lw=1)
     ax_err.set(xlabel="epoch", ylabel="test error %", yscale="log", title="Test error")
+    ax_err.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax_err.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     ax_comp.set(xlabel="epoch", ylabel="compression ×", yscale="log", title="Compression (weights / nonzero)")
     ax_comp.legend(fontsize=7)
     return _save(fig, out / "curves.png")

@@ -170,6 +170,7 @@ def publish(run_dir: Path, dest: Path, force: bool = False) -> Path:
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
+        staging.chmod(0o755)  # mkdtemp makes 0700; records are meant to be shared
     except OSError as exc:
         raise RecordError(f"cannot write to {dest.parent} ({exc.strerror}); make it writable "
                           f"or set results.dir to another folder") from None
