@@ -15,7 +15,7 @@ LAUNCHER ?= basic
 SEED_LIST := $(shell seq -s, 0 $$(( $(SEEDS) - 1 )))
 RUNS_DIR ?= $(if $(EPOCHS),outputs/quick/runs,results/runs)
 OUT ?= results
-README ?= README.md
+README ?= $(if $(EPOCHS),,README.md)
 EXTRA ?=
 RUN_ARGS := -m experiment=$(ROWS) seed=$(SEED_LIST) resume=auto results.dir=$(RUNS_DIR) \
 	results.force=$(if $(filter 1,$(FORCE)),true,false) hydra/launcher=$(LAUNCHER) \
