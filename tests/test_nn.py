@@ -218,3 +218,14 @@ def test_cached_kl_is_not_reused_after_the_parameters_change():
     with torch.no_grad():
         layer.log_sigma2.add_(3.0)
     torch.testing.assert_close(layer.kl(), kl_log_uniform(layer.log_alpha).sum())
+
+
+def test_cached_kl_from_a_no_grad_forward_is_not_used_for_a_loss():
+    layer = LinearSVDO(5, 3)
+    layer.train()
+    with torch.no_grad():
+        layer(torch.randn(2, 5))
+    kl = layer.kl()
+    assert kl.requires_grad
+    kl.backward()
+    assert layer.log_sigma2.grad is not None and layer.log_sigma2.grad.abs().sum() > 0

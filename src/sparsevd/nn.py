@@ -88,8 +88,6 @@ class _WeightNoise(torch.autograd.Function):
     @staticmethod
     def backward(ctx, _grad_log_alpha, grad_var, grad_kl):
         theta, inv, alpha, var_weight, slope, inside = ctx.saved_tensors
-        if grad_var is None:
-            grad_var = torch.zeros_like(theta)
         # dL/dlog_alpha from both uses of log alpha; then the chain rule through
         # log_alpha = log_sigma2 - log(theta^2 + 1e-8) and var = alpha * theta^2.
         grad_log_alpha = torch.addcmul(slope * grad_kl, grad_var, var_weight).mul_(inside)
@@ -141,7 +139,8 @@ class SVDOLayer(nn.Module):
         is used once, and only while the parameters are unchanged since that forward.
         """
         cache, self._kl_cache = self._kl_cache, None
-        if cache is not None and cache[1] == (self.weight._version, self.log_sigma2._version):
+        if cache is not None and cache[1] == (self.weight._version, self.log_sigma2._version,
+                                              torch.is_grad_enabled()):
             return cache[0]
         return _WeightNoise.apply(self.weight, self.log_sigma2, self.prior)[2]
 
@@ -149,7 +148,7 @@ class SVDOLayer(nn.Module):
         if not self.training:
             return self._op(x, self.weight * self.mask(), self.bias)
         log_alpha, var_weight, kl = _WeightNoise.apply(self.weight, self.log_sigma2, self.prior)
-        self._kl_cache = (kl, (self.weight._version, self.log_sigma2._version))
+        self._kl_cache = (kl, (self.weight._version, self.log_sigma2._version, torch.is_grad_enabled()))
         # Local reparameterization trick (Kingma et al. 2015): sample pre-activations, not weights, so
         # each example in the batch gets independent noise at the cost of one extra op.
         theta = self.weight * self.mask(log_alpha) if self.train_clip else self.weight
