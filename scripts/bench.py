@@ -2,6 +2,7 @@
 
     make bench                       # installs pytorch-ard (--no-deps), writes results/bench.json
     python scripts/bench.py --steps-lenet300 100 --steps-lenet5 20 --repeats 5
+    python scripts/bench.py --render   # rewrite README's bench section from results/bench.json
 """
 import argparse
 import json
@@ -18,6 +19,7 @@ from sparsevd.records import atomic_write_json, cpu_name, git_info
 from sparsevd.report import update_readme
 
 BENCH_START, BENCH_END = "<!-- bench:start -->", "<!-- bench:end -->"
+DEFAULT_OUT = Path("results/bench.json")
 
 TARGETS = [  # (name, how to read it, check on the summary rows + extras)
     ("lenet300 SparseVD epoch <= 1.5x reference dense", lambda r, e: r["lenet300/ours/sparsevd"]["x_reference"] <= 1.5),
@@ -39,9 +41,16 @@ def main(argv=None) -> int:
     p.add_argument("--steps-lenet5", type=int, default=20)
     p.add_argument("--repeats", type=int, default=5, help="timed blocks per case (after one warm-up)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--out", type=Path, default=Path("results/bench.json"))
-    p.add_argument("--readme", default="README.md", help="README whose bench section to rewrite ('' to skip)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--readme", default=None,
+                   help="README whose bench section to rewrite ('' to skip); default: README.md, but only when "
+                        "--out is results/bench.json, so the README always shows the committed measurement")
+    p.add_argument("--render", action="store_true", help="only rewrite the README section from --out; time nothing")
     args = p.parse_args(argv)
+    readme = args.readme if args.readme is not None else "README.md" if args.out == DEFAULT_OUT else ""
+    if args.render:
+        update_readme(Path(readme or "README.md"), markdown(json.loads(args.out.read_text())), BENCH_START, BENCH_END)
+        return 0
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else "cpu" if args.device == "auto" else args.device)
     if device.type == "cpu":
@@ -92,8 +101,8 @@ def main(argv=None) -> int:
         print(f"  [{ {True: 'met', False: 'NOT met', None: 'not run'}[t['met']] }] {t['target']}")
     atomic_write_json(args.out, report)
     print(f"wrote {args.out}")
-    if args.readme and Path(args.readme).exists():
-        update_readme(Path(args.readme), markdown(report), BENCH_START, BENCH_END)
+    if readme and Path(readme).exists():
+        update_readme(Path(readme), markdown(report), BENCH_START, BENCH_END)
     return 0
 
 

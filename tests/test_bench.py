@@ -18,6 +18,7 @@ def test_flop_count_of_lenet300():
 
 def test_bench_smoke_writes_a_complete_report(tmp_path):
     out = tmp_path / "bench.json"
+    readme_before = (REPO / "README.md").read_bytes()
     proc = subprocess.run([sys.executable, "scripts/bench.py", "--nets", "lenet300", "--steps-lenet300", "2",
                            "--repeats", "1", "--out", str(out)], cwd=REPO, capture_output=True, text=True,
                           timeout=300)
@@ -32,3 +33,18 @@ def test_bench_smoke_writes_a_complete_report(tmp_path):
     assert report["eval_lenet300_s"] > 0 and report["matmul_peak_gflops"] > 0
     assert report["machine"]["threads"] >= 1 and report["machine"]["torch"].startswith("2.14.1")
     assert {t["target"] for t in report["targets"]} and all(t["met"] in (True, False, None) for t in report["targets"])
+    # A bench written elsewhere must not rewrite the README, whose section describes results/bench.json.
+    assert (REPO / "README.md").read_bytes() == readme_before
+
+
+def test_render_rewrites_only_the_bench_section_from_the_json(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- bench:start -->\nstale\n<!-- bench:end -->\nafter\n")
+    proc = subprocess.run([sys.executable, "scripts/bench.py", "--render", "--readme", str(readme)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    committed = json.loads((REPO / "results/bench.json").read_text())
+    text = readme.read_text()
+    assert text.startswith("intro\n<!-- bench:start -->\n") and text.endswith("<!-- bench:end -->\nafter\n")
+    assert "stale" not in text and committed["command"] in text
+    assert f"{committed['cases'][0]['s_per_epoch']:.2f}" in text
