@@ -162,3 +162,22 @@ def test_make_reproduce_smoke_produces_a_record_and_a_table_row(tmp_path, data_r
                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "record exists" in again.stdout
     assert json.loads((record / "final.json").read_text()) == final
+
+
+def test_runs_table_names_each_segment_device_commit_and_wall_time(runs):
+    final_path = runs / "lenet300_sparsevd" / "seed1" / "final.json"
+    final = json.loads(final_path.read_text())
+    gpu = {"device": "cuda", "device_name": "NVIDIA H100", "torch": "2.11.0", "git": {"sha": "a" * 40, "dirty": False}}
+    cpu = {"device": "cpu", "device_name": "AMD EPYC", "torch": "2.14.1", "git": {"sha": "b" * 40, "dirty": True}}
+    final.update(wall_time=1500.0, environment=cpu,
+                 segments=[{**gpu, "from_epoch": 0}, {**gpu, "from_epoch": 120}, {**cpu, "from_epoch": 175}])
+    final_path.write_text(json.dumps(final))
+    paper = load_paper(PAPER)
+    md = render_markdown(build_rows(load_records(runs), paper), paper)
+    line = next(x for x in md.splitlines() if x.startswith("| lenet300_sparsevd | 1 |"))
+    assert "| 1.90 | 80.0× | 25 min |" in line
+    assert ("from epoch 1: NVIDIA H100 (cuda, torch 2.11.0); from epoch 176: AMD EPYC (cpu, torch 2.14.1)"
+            in line)  # the GPU->GPU resume at epoch 121 is one hardware entry, not two
+    assert line.endswith("from epoch 1: aaaaaaa; from epoch 176: bbbbbbb+dirty |")
+    bare = next(x for x in md.splitlines() if x.startswith("| lenet300_sparsevd | 0 |"))
+    assert bare.endswith("| — | — | — |")  # no wall time, hardware or commit recorded: dashes, not guesses

@@ -148,6 +148,46 @@ def render_markdown(rows: list[Row], paper: dict) -> str:
     lines += ["", f"Error: mean ± sample std over seeds. Within tolerance: error ≤ paper + "
               f"{tol['error_pt']} pt and compression ≥ {tol['compression_frac']} × paper "
               "(ARD rows are held to the SparseVD targets). Records: `results/runs/<row>/seed<k>/`."]
+    if any(r.runs for r in rows):
+        lines += ["", "Runs (wall time is training plus per-epoch evaluation, summed over resumed segments):", "",
+                  render_runs(rows).rstrip("\n")]
+    return "\n".join(lines) + "\n"
+
+
+def _hardware(env: dict) -> str:
+    name = env.get("device_name") or env.get("device") or "?"
+    return f"{name} ({env['device']}, torch {env.get('torch', '?')})" if env.get("device") else name
+
+
+def _commit(env: dict) -> str:
+    git = env.get("git") or {}
+    return (git.get("sha") or "?")[:7] + ("+dirty" if git.get("dirty") else "")
+
+
+def provenance(run: dict) -> tuple[str, str]:
+    """(hardware, commits) of a record, one entry per distinct segment with the epoch it began at."""
+    segments = run.get("segments") or ([run["environment"]] if run.get("environment") else [])
+    hw, commits = [], []
+    first = segments[0].get("from_epoch", 0) if segments else 0
+    if first:  # records from before segments were kept name only the resumed part
+        hw, commits = [f"epochs 1-{first}: not recorded"], [f"epochs 1-{first}: not recorded"]
+    for seg in segments:
+        start = f"from epoch {seg.get('from_epoch', 0) + 1}: " if len(segments) > 1 or first else ""
+        h, c = _hardware(seg), _commit(seg)
+        hw += [f"{start}{h}"] if not hw or not hw[-1].endswith(h) else []
+        commits += [f"{start}{c}"] if not commits or not commits[-1].endswith(c) else []
+    return "; ".join(hw) or DASH, "; ".join(commits) or DASH
+
+
+def render_runs(rows: list[Row]) -> str:
+    """One line per record: where and how long it ran, and at which commit(s)."""
+    lines = ["| Row | Seed | Error % | Compression | Wall time | Hardware | Commit |", "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        for run in row.runs:
+            m, wall = run["metrics"], run.get("wall_time")
+            hw, commits = provenance(run)
+            lines.append(f"| {row.key} | {run['seed']} | {m['test_error']:.2f} | {m['compression']:.1f}× | "
+                         f"{DASH if wall is None else f'{wall / 60:.0f} min'} | {hw} | {commits} |")
     return "\n".join(lines) + "\n"
 
 
