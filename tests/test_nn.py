@@ -111,12 +111,22 @@ def test_conv_lrt_moments_match_analytic_and_weight_sampling():
 
 
 def test_noise_is_independent_per_output():
+    # One input row repeated: each output unit's noise, standardised by the LRT moments, must be N(0, 1)
+    # and uncorrelated across units and across rows (shared epsilon would give correlation 1 or std 0).
+    torch.manual_seed(0)
     layer = LinearSVDO(5, 3)
     _set_posterior(layer)
     layer.train()
-    x = torch.randn(1, 5).expand(2, 5)
-    out = layer(x)
-    assert not torch.equal(out[0], out[1])
+    x = torch.randn(1, 5).expand(20_000, 5)
+    with torch.no_grad():
+        out = layer(x)
+        mean = x[:1] @ layer.weight.T + layer.bias
+        var = (x[:1] ** 2) @ (layer.log_alpha.exp() * layer.weight ** 2).T
+    z = (out - mean) / var.sqrt()
+    torch.testing.assert_close(z.std(0), torch.ones(3), atol=0.03, rtol=0)
+    corr = torch.corrcoef(z.T)
+    assert (corr - torch.eye(3)).abs().max() < 0.05
+    assert torch.corrcoef(torch.stack((z[:-1].flatten(), z[1:].flatten())))[0, 1].abs() < 0.03
 
 
 @pytest.mark.parametrize("make", [lambda: LinearSVDO(8, 5), lambda: Conv2dSVDO(2, 4, 3)])
