@@ -146,3 +146,49 @@ def test_resume_auto_finds_the_unfinished_twin(tmp_path, data_root, twin):
     assert again.returncode == 0, again.stderr
     assert f"continuing {first_dir}" in again.stdout
     assert _metrics(first_dir) == twin
+
+
+def test_init_from_copies_the_trained_means_and_keeps_log_sigma2(tmp_path):
+    from sparsevd.models import build_model
+    from sparsevd.records import save_checkpoint
+    from sparsevd.run import ConfigError, init_means
+
+    dense = build_model("lenet5", "dense")
+    with torch.no_grad():
+        for p in dense.parameters():
+            p.normal_()
+    save_checkpoint(tmp_path / "checkpoint.pt", {"model": dense.state_dict(), "epoch": 7,
+                                                 "identity": {"model": "lenet5", "method": "dense", "data": "mnist"}})
+    svd = build_model("lenet5", "sparsevd")
+    log_sigma2 = {n: p.clone() for n, p in svd.named_parameters() if n.endswith("log_sigma2")}
+    info = init_means(svd, "lenet5", tmp_path)
+    for name, p in dense.named_parameters():
+        assert torch.equal(dict(svd.named_parameters())[name], p), name
+    assert all(torch.equal(dict(svd.named_parameters())[n], v) for n, v in log_sigma2.items())
+    assert info["epoch"] == 7 and len(info["checkpoint_sha256"]) == 64 and "conv1.weight" in info["copied"]
+    with pytest.raises(ConfigError, match="holds a lenet5 run, not lenet300; pass a run folder of model=lenet300"):
+        init_means(build_model("lenet300", "sparsevd"), "lenet300", tmp_path)
+    state = dense.state_dict()
+    del state["fc2.bias"]
+    save_checkpoint(tmp_path / "checkpoint.pt", {"model": state, "identity": {"model": "lenet5"}})
+    with pytest.raises(ConfigError, match=r"fc2.bias: missing in the source"):
+        init_means(build_model("lenet5", "ard"), "lenet5", tmp_path)
+
+
+@pytest.mark.slow
+def test_init_from_a_dense_run_is_used_and_recorded(tmp_path, data_root):
+    small = ["model=lenet300", "logger=none", "data.train_size=2000", "trainer.epochs=1", "trainer.progress=false"]
+    dense = run_train(tmp_path / "dense", *small, "method=dense", data_root=data_root)
+    assert dense.returncode == 0, dense.stderr
+    svd = run_train(tmp_path / "svd", *small, "method=sparsevd", f"model.init_from={tmp_path / 'dense'}",
+                    data_root=data_root)
+    assert svd.returncode == 0, svd.stderr
+    final = json.loads((tmp_path / "svd" / "final.json").read_text())
+    assert final["init_from"]["run"] == str(tmp_path / "dense") and final["init_from"]["epoch"] == 1
+    fresh = run_train(tmp_path / "fresh", *small, "method=sparsevd", data_root=data_root)
+    dense_err, svd_err, fresh_err = (json.loads((tmp_path / d / "final.json").read_text())["metrics"]["test_error"]
+                                     for d in ("dense", "svd", "fresh"))
+    assert svd_err < fresh_err - 5 and svd_err < dense_err + 5  # it starts where the dense run ended
+    bad = run_train(tmp_path / "bad", *small, f"model.init_from={tmp_path / 'nowhere'}", data_root=data_root)
+    assert bad.returncode == 2 and "no checkpoint at" in bad.stderr and "Traceback" not in bad.stderr
+    assert not list((tmp_path / "bad").iterdir())  # Hydra made the folder; we wrote nothing into it

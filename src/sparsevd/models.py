@@ -137,3 +137,22 @@ def build_model(name: str, method: str = "sparsevd", *, threshold: float = 3.0,
     model = MODELS[name](factory, **model_kwargs)
     init_weights(model, init, init_std)
     return model
+
+
+def copy_means(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Set every weight/bias (the posterior means θ) from ``state``, a trained run's state dict.
+
+    The authors' code can start LeNet-5 SparseVD from a trained dense net; log σ² keeps its init.
+    Raises ValueError naming the first parameter the source lacks or has in another shape.
+    """
+    names = [n for n, _ in model.named_parameters() if n.endswith((".weight", ".bias"))]
+    params = dict(model.named_parameters())
+    for name in names:
+        if name not in state or state[name].shape != params[name].shape:
+            got = "missing" if name not in state else f"shape {tuple(state[name].shape)}"
+            raise ValueError(f"{name}: {got} in the source, need {tuple(params[name].shape)}")
+    with torch.no_grad():
+        for name in names:
+            params[name].copy_(state[name])
+    return names
+

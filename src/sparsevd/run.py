@@ -1,6 +1,8 @@
 """One training run from a resolved config: validate, build, train, record, publish."""
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import shlex
@@ -15,7 +17,7 @@ import yaml
 
 from .data import DATASETS, NUM_TRAIN, PREPROCESSING, DataError, load_dataset
 from .metrics import effective_weight
-from .models import METHODS, MODELS, build_model, svdo_layers, weighted_layers
+from .models import METHODS, MODELS, build_model, copy_means, svdo_layers, weighted_layers
 from .records import (CHECKPOINT, RecordError, atomic_write_json, atomic_write_text, environment,
                       load_checkpoint, publish, record_dir)
 from .tracking import make_tracker
@@ -25,6 +27,7 @@ from .trainer import (LOSS_SCALES, LR_SCHEDULES, Interrupted, TrainConfig, Train
 # Keys that may differ between a run and its resumption without changing what is computed.
 VOLATILE_KEYS = ("resume", "outputs", "logger", "device", "results", "data.root", "trainer.progress")
 LOG_ALPHA_BINS = np.linspace(-8.0, 8.0, 81)
+INIT_FROM = "init_from.json"  # where a run keeps which trained run initialised its means
 
 
 class ConfigError(ValueError):
@@ -72,6 +75,9 @@ def validate(cfg: dict) -> None:
     need(cfg["data"]["preprocess"] in PREPROCESSING, f"data.preprocess must be one of {'|'.join(PREPROCESSING)}")
     need(cfg["model"]["init"] in ("torch", "normal"), "model.init must be torch or normal")
     need(finite(cfg["model"]["init_std"]) and cfg["model"]["init_std"] > 0, "model.init_std must be finite and > 0")
+    init_from = cfg["model"].get("init_from")
+    need(init_from is None or isinstance(init_from, str) and init_from.strip(),
+         f"model.init_from={init_from!r} must be a run folder (with {CHECKPOINT}) or null")
     need(cfg["device"] in ("auto", "cpu", "cuda"), f"device={cfg['device']!r}; use auto|cpu|cuda")
     need(is_int(cfg["seed"]), f"seed={cfg['seed']!r} must be a whole number")
 
@@ -112,7 +118,7 @@ def find_unfinished(outputs: Path, cfg: dict) -> Path | None:
             saved = yaml.safe_load((run_dir / "config.yaml").read_text())
         except yaml.YAMLError:
             continue
-        if comparable(saved) == want:
+        if not _diff(comparable(saved), want):  # a key added since (default null) still matches
             candidates.append((ckpt.stat().st_mtime, run_dir))
     return max(candidates)[1] if candidates else None
 
@@ -169,6 +175,8 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
     model = build_model(cfg["model"]["name"], m["name"], threshold=m["threshold"],
                         log_sigma2_init=m["log_sigma2_init"], train_clip=m["train_clip"],
                         init=cfg["model"]["init"], init_std=cfg["model"]["init_std"]).to(device)
+    if cfg["model"].get("init_from") and not resume:
+        init_info = init_means(model, cfg["model"]["name"], Path(cfg["model"]["init_from"]))
     tc = TrainConfig(epochs=cfg["trainer"]["epochs"], batch_size=cfg["trainer"]["batch_size"],
                      lr=cfg["optim"]["lr"], schedule=cfg["optim"]["schedule"], kl_start=cfg["kl"]["start"],
                      kl_warmup=cfg["kl"]["warmup"], kl_max=cfg["kl"]["max"], loss_scale=cfg["loss"]["scale"],
@@ -178,6 +186,8 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
     # Only now, with the config valid and the data readable, does the run write anything.
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+    if cfg["model"].get("init_from") and not resume:
+        atomic_write_json(run_dir / INIT_FROM, init_info)
     tracker = make_tracker(cfg["logger"], cfg, f"{name}-seed{seed}", run_dir)
     exit_code, final = 1, None
     start = time.perf_counter()
@@ -188,7 +198,7 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
         history = fit(model, data, tc, run_dir, seed=seed, device=device, on_eval=on_eval, resume=bool(resume),
                       segment=env)
         final = {"name": name, "seed": seed, "metrics": history[-1], "config": cfg, "overrides": list(overrides),
-                 "environment": env, "segments": load_checkpoint(run_dir / CHECKPOINT).get("segments", []),
+                 "environment": env, "init_from": _read_json(run_dir / INIT_FROM), "segments": load_checkpoint(run_dir / CHECKPOINT).get("segments", []),
                  "wall_time": history[-1]["time"],
                  "wall_time_this_process": time.perf_counter() - start, "run_dir": str(run_dir)}
         save_arrays(model, run_dir / "arrays.npz")
@@ -206,6 +216,26 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
         print(f"record: {dest}")
     print(f"done in {final['wall_time']:.1f}s: {run_dir}/final.json")
     return final
+
+
+def init_means(model, model_name: str, source: Path) -> dict:
+    """Copy θ from the checkpoint of the run in ``source``; returns what the record keeps of it."""
+    state = load_checkpoint(source / CHECKPOINT)
+    trained = (state.get("identity") or {}).get("model")
+    if trained != model_name:
+        raise ConfigError(f"model.init_from={source} holds a {trained} run, not {model_name}; "
+                          f"pass a run folder of model={model_name}")
+    try:
+        copied = copy_means(model, state["model"])
+    except (ValueError, KeyError) as exc:
+        raise ConfigError(f"model.init_from={source}: cannot copy weights ({exc}); pass a run of the same net") from None
+    digest = hashlib.sha256((source / CHECKPOINT).read_bytes()).hexdigest()
+    return {"run": str(source), "epoch": state.get("epoch"), "identity": state.get("identity"),
+            "checkpoint_sha256": digest, "copied": copied}
+
+
+def _read_json(path: Path):
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def _check_writable(folder: Path) -> None:
