@@ -192,3 +192,17 @@ def test_init_from_a_dense_run_is_used_and_recorded(tmp_path, data_root):
     bad = run_train(tmp_path / "bad", *small, f"model.init_from={tmp_path / 'nowhere'}", data_root=data_root)
     assert bad.returncode == 2 and "no checkpoint at" in bad.stderr and "Traceback" not in bad.stderr
     assert not list((tmp_path / "bad").iterdir())  # Hydra made the folder; we wrote nothing into it
+
+
+def test_resume_auto_matches_a_run_saved_before_a_key_was_added(tmp_path):
+    import yaml
+
+    from sparsevd.run import find_unfinished
+
+    cfg = {"name": "x", "seed": 0, "model": {"name": "lenet300", "init_from": None}, "outputs": str(tmp_path)}
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "config.yaml").write_text(yaml.safe_dump({**cfg, "model": {"name": "lenet300"}}))
+    (old / "checkpoint.pt").write_bytes(b"")
+    assert find_unfinished(tmp_path, cfg) == old
+    assert find_unfinished(tmp_path, {**cfg, "model": {"name": "lenet5", "init_from": None}}) is None
