@@ -22,7 +22,8 @@ def composed(*overrides):
 
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_option_composes_and_validates(group, option):
-    cfg = composed(f"{group}={option}")
+    # A *_pretrained variant needs a trained run's folder, which any string passes at this stage.
+    cfg = composed(f"{group}={option}", *(["model.init_from=/some/run"] if option.endswith("_pretrained") else []))
     validate(cfg)
     if group in ("model", "data", "method"):
         assert cfg[group]["name"] == option
@@ -51,6 +52,8 @@ def test_experiment_rows_carry_the_authors_recipe():
     ("optim.schedule=cosine", "optim.schedule"),
     ("model.name=resnet", "unknown model"),
     ("device=tpu", "device"),
+    ("experiment=lenet5_sparsevd_pretrained", "pass model.init_from=<run folder of a trained model=lenet5 run"),
+    ("model.init_from=", "model.init_from"),
 ])
 def test_bad_values_are_rejected(override, needle):
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
@@ -67,6 +70,7 @@ def test_batch_larger_than_data_is_rejected():
     ("trainer.epochs=0", "trainer.epochs"),
     ("data.train_size=-5", "data.train_size"),
     ("method.threshold=inf", "method.threshold"),
+    ("experiment=lenet5_sparsevd_pretrained", "model.init_from=<run folder"),
 ])
 def test_cli_bad_override_is_one_clear_error_and_writes_nothing(override, needle, tmp_path):
     run_dir = tmp_path / "run"

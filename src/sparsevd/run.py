@@ -76,6 +76,8 @@ def validate(cfg: dict) -> None:
     need(cfg["model"]["init"] in ("torch", "normal"), "model.init must be torch or normal")
     need(finite(cfg["model"]["init_std"]) and cfg["model"]["init_std"] > 0, "model.init_std must be finite and > 0")
     init_from = cfg["model"].get("init_from")
+    need(init_from != "required", f"this experiment starts from a trained run; pass model.init_from=<run folder "
+                                  f"of a trained model={cfg['model']['name']} run, e.g. a {cfg['model']['name']}_dense one>")
     need(init_from is None or isinstance(init_from, str) and init_from.strip(),
          f"model.init_from={init_from!r} must be a run folder (with {CHECKPOINT}) or null")
     need(cfg["device"] in ("auto", "cpu", "cuda"), f"device={cfg['device']!r}; use auto|cpu|cuda")
