@@ -87,3 +87,25 @@ def test_nan_in_a_variance_parameter_is_named(tmp_path):
         model.fc2.log_sigma2[0, 0] = float("nan")   # poisons the KL and, through the noise, the CE
     with pytest.raises(TrainingError, match=r"non-finite CE and KL in epoch 1, step 1; last good checkpoint: none yet"):
         fit(model, tiny_data(), TrainConfig(epochs=1, batch_size=50, progress=False), tmp_path, seed=0)
+
+
+def test_weight_decay_is_l2_on_the_gradient_and_off_by_default():
+    from sparsevd.models import build_model
+    from sparsevd.trainer import make_optimizer
+
+    def one_step(weight_decay):
+        torch.manual_seed(0)
+        model = build_model("lenet300", "dense")
+        before = model.fc1.weight.detach().clone()
+        opt = make_optimizer(model, 1e-2, weight_decay)
+        (0.0 * sum(p.sum() for p in model.parameters())).backward()  # zero data gradient
+        opt.step()
+        return before, model.fc1.weight.detach()
+
+    before, after = one_step(0.0)
+    assert torch.equal(before, after)
+    before, after = one_step(0.1)
+    # Adam's first step on g = wd * w moves each weight by lr against its sign (toward zero), except
+    # where g is as small as Adam's eps.
+    big = before.abs() > 1e-3
+    torch.testing.assert_close(after[big], (before - 1e-2 * before.sign())[big], atol=2e-6, rtol=0)

@@ -66,6 +66,10 @@ def validate(cfg: dict) -> None:
     need(finite(cfg["method"]["threshold"]), f"method.threshold={cfg['method']['threshold']} must be finite, e.g. 3.0")
     need(finite(cfg["method"]["log_sigma2_init"]), "method.log_sigma2_init must be finite, e.g. -10.0")
     need(finite(cfg["optim"]["lr"]) and cfg["optim"]["lr"] > 0, f"optim.lr={cfg['optim']['lr']} must be finite and > 0")
+    wd = cfg["optim"].get("weight_decay")
+    need(wd is None or finite(wd) and wd >= 0, f"optim.weight_decay={wd} must be null or a finite number >= 0")
+    need(not wd or cfg["method"]["name"] == "dense",
+         f"optim.weight_decay={wd} is for dense baselines; method={cfg['method']['name']} is regularised by its KL term")
     need(cfg["optim"]["schedule"] in LR_SCHEDULES, f"optim.schedule must be one of {'|'.join(LR_SCHEDULES)}")
     kl = cfg["kl"]
     need(finite(kl["max"]) and kl["max"] >= 0, f"kl.max={kl['max']} must be finite and >= 0")
@@ -180,7 +184,8 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
     if cfg["model"].get("init_from") and not resume:
         init_info = init_means(model, cfg["model"]["name"], Path(cfg["model"]["init_from"]))
     tc = TrainConfig(epochs=cfg["trainer"]["epochs"], batch_size=cfg["trainer"]["batch_size"],
-                     lr=cfg["optim"]["lr"], schedule=cfg["optim"]["schedule"], kl_start=cfg["kl"]["start"],
+                     lr=cfg["optim"]["lr"], schedule=cfg["optim"]["schedule"],
+                     weight_decay=cfg["optim"].get("weight_decay") or 0.0, kl_start=cfg["kl"]["start"],
                      kl_warmup=cfg["kl"]["warmup"], kl_max=cfg["kl"]["max"], loss_scale=cfg["loss"]["scale"],
                      method=m["name"], eval_every=cfg["trainer"]["eval_every"],
                      checkpoint_every=cfg["trainer"]["checkpoint_every"], progress=cfg["trainer"]["progress"],
