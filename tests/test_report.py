@@ -38,6 +38,7 @@ def runs(tmp_path):
     fake_record(r, "lenet300_sparsevd", 1, 1.90, 80.0, [99.2, 97.4, 64.0])
     fake_record(r, "lenet300_sparsevd", 2, 2.00, 90.0, [99.4, 97.8, 68.0])
     fake_record(r, "lenet300_dense", 0, 1.80, 1.0, [0.0, 0.0, 0.0])
+    fake_record(r, "lenet300_dense", 1, 1.80, 1.0, [0.0, 0.0, 0.0])
     fake_record(r, "lenet300_ard", 0, 1.95, 50.0, [98.0, 95.0, 50.0])
     return r
 
@@ -56,6 +57,7 @@ def test_cells_means_std_delta_and_marks(runs):
     assert svd[10] == "80× ± 10" and svd[11].startswith("✓")
     # dense: 1.80 > 1.64 + 0.1 -> fails; ARD: compression 50 < 0.9 * 68 -> fails
     assert table_line(md, "LeNet-300-100", "original").split(" | ")[11].startswith("✗")
+    assert table_line(md, "LeNet-300-100", "original").split(" | ")[10] == "1×"  # a dense net has no spread
     assert table_line(md, "LeNet-300-100", "ARD").split(" | ")[11].startswith("✗")
     # rows without runs are dashes, not crashes
     assert table_line(md, "LeNet-5-Caffe", "SparseVD").split(" | ")[2] == "—"

@@ -124,7 +124,8 @@ def cells(row: Row, tol: dict) -> dict[str, str]:
         "Paper sparsity %": "-".join(f"{v:g}" for v in row.paper["sparsity"]) if "sparsity" in row.paper else DASH,
         "Our sparsity %": "-".join(f"{v:.1f}" for v in row.sparsity()) if method_is_sparse else DASH,
         "Paper compression": f"{row.paper['compression']:g}×" if "compression" in row.paper else DASH,
-        "Our compression": DASH if comp is None else f"{comp:.0f}×" + (f" ± {row.std('compression'):.0f}" if row.n > 1 else ""),
+        "Our compression": DASH if comp is None else f"{comp:.0f}×" + (f" ± {row.std('compression'):.0f}"
+                                                                        if row.n > 1 and method_is_sparse else ""),
         "Within tolerance": verdict(row, tol),
     }
 
