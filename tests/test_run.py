@@ -206,3 +206,27 @@ def test_resume_auto_matches_a_run_saved_before_a_key_was_added(tmp_path):
     (old / "checkpoint.pt").write_bytes(b"")
     assert find_unfinished(tmp_path, cfg) == old
     assert find_unfinished(tmp_path, {**cfg, "model": {"name": "lenet5", "init_from": None}}) is None
+
+
+def test_git_info_names_the_commit_a_process_loaded(tmp_path, monkeypatch):
+    from sparsevd import records
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "f").write_text("1")
+    git("add", "f")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    first = records.git_info(tmp_path)
+    assert len(first["sha"]) == 40 and first["dirty"] is False
+    (tmp_path / "f").write_text("2")
+    assert records.git_info(tmp_path) == {"sha": first["sha"], "dirty": True}
+    # The package's own repo is read once per process: later calls (a multirun's later jobs) do not ask
+    # git again, so a HEAD that moved mid-sweep cannot be recorded for code loaded before it.
+    loaded = records.git_info()
+
+    def no_git(*a, **k):
+        raise OSError("git must not be asked again")
+    monkeypatch.setattr(records.subprocess, "run", no_git)
+    assert records.git_info() == loaded

@@ -71,9 +71,21 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
+_LOADED_GIT: dict | None = None
+
+
 def git_info(repo: Path | None = None) -> dict:
-    """Commit SHA and whether the work tree had uncommitted changes (``dirty``)."""
-    repo = Path(repo or Path(__file__).resolve().parents[2])
+    """Commit SHA and whether the work tree had uncommitted changes (``dirty``).
+
+    For this package's own repo the answer is taken once per process: a Hydra multirun runs every
+    job on the code it imported first, even if HEAD moves during the sweep.
+    """
+    global _LOADED_GIT
+    if repo is None:
+        if _LOADED_GIT is None:
+            _LOADED_GIT = git_info(Path(__file__).resolve().parents[2])
+        return dict(_LOADED_GIT)
+    repo = Path(repo)
 
     def git(*args):
         done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10)
