@@ -183,3 +183,19 @@ def test_runs_table_names_each_segment_device_commit_and_wall_time(runs):
     assert line.endswith("from epoch 1: aaaaaaa; from epoch 176: bbbbbbb+dirty |")
     bare = next(x for x in md.splitlines() if x.startswith("| lenet300_sparsevd | 0 |"))
     assert bare.endswith("| — | — | — |")  # no wall time, hardware or commit recorded: dashes, not guesses
+
+
+def test_meets_target_checks_error_compression_sparsity_and_seed_count(runs):
+    paper = load_paper(PAPER)
+    md = render_markdown(build_rows(load_records(runs), paper), paper)
+    last = {m: table_line(md, "LeNet-300-100", m).rstrip(" |").split(" | ")[-1] for m in ("SparseVD", "original", "ARD")}
+    assert last == {"SparseVD": "✓", "original": "✗ (2/3 seeds)", "ARD": "✗ (1/3 seeds)"}
+    assert "lenet5_sparsevd error ≤ 0.80 %, ≥ 280×" in md
+    # One layer below the paper's sparsity is enough to miss, even with error and compression met.
+    for seed in range(3):
+        path = runs / "lenet300_sparsevd" / f"seed{seed}" / "final.json"
+        final = json.loads(path.read_text())
+        final["metrics"]["sparsity"]["fc3"] = 61.0
+        path.write_text(json.dumps(final))
+    md = render_markdown(build_rows(load_records(runs), paper), paper)
+    assert table_line(md, "LeNet-300-100", "SparseVD").rstrip(" |").split(" | ")[-1] == "✗"

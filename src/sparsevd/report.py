@@ -106,7 +106,27 @@ def verdict(row: Row, tol: dict) -> str:
     return "✓" if ok else "✗"
 
 
-def cells(row: Row, tol: dict) -> dict[str, str]:
+def meets_target(row: Row, target: dict | None) -> str:
+    """✓/✗ against issue #6's bar (results/paper.yaml ``targets``), — without runs or a target."""
+    if not row.runs or not target:
+        return DASH
+    ok = row.mean("test_error") <= target["error"] + 1e-9  # records hold two decimals
+    if "compression" in target:
+        ok &= row.mean("compression") >= target["compression"]
+    if "sparsity" in target:
+        ok &= all(ours >= bar for ours, bar in zip(row.sparsity(), target["sparsity"]))
+    need = target.get("seeds", 1)
+    return ("✓" if ok else "✗") + (f" ({row.n}/{need} seeds)" if row.n < need else "")
+
+
+def _target_text(key: str, t: dict) -> str:
+    parts = [f"error ≤ {t['error']:.2f} %"] + ([f"≥ {t['compression']:g}×"] if "compression" in t else [])
+    parts += [f"sparsity ≥ {'-'.join(f'{v:g}' for v in t['sparsity'])}"] if "sparsity" in t else []
+    parts += [f"{t['seeds']} seeds"] if t.get("seeds", 1) > 1 else []
+    return f"{key} {', '.join(parts)}"
+
+
+def cells(row: Row, tol: dict, target: dict | None = None) -> dict[str, str]:
     err, paper_err = row.mean("test_error"), row.paper.get("error")
     err_cell = DASH
     if err is not None:
@@ -127,6 +147,7 @@ def cells(row: Row, tol: dict) -> dict[str, str]:
         "Our compression": DASH if comp is None else f"{comp:.0f}×" + (f" ± {row.std('compression'):.0f}"
                                                                         if row.n > 1 and method_is_sparse else ""),
         "Within tolerance": verdict(row, tol),
+        "Meets target": meets_target(row, target),
     }
 
 
@@ -136,7 +157,8 @@ def quick_epochs(rows: list[Row], recipe_epochs: int = 200) -> list[int]:
 
 def render_markdown(rows: list[Row], paper: dict) -> str:
     tol = paper["tolerance"]
-    table = [cells(r, tol) for r in rows]
+    targets = paper.get("targets", {})
+    table = [cells(r, tol, targets.get(r.key)) for r in rows]
     header = list(table[0])
     lines = []
     quick = quick_epochs(rows)
@@ -149,6 +171,9 @@ def render_markdown(rows: list[Row], paper: dict) -> str:
     lines += ["", f"Error: mean ± sample std over seeds. Within tolerance: error ≤ paper + "
               f"{tol['error_pt']} pt and compression ≥ {tol['compression_frac']} × paper "
               "(ARD rows are held to the SparseVD targets). Records: `results/runs/<row>/seed<k>/`."]
+    if targets:
+        lines += ["", "Meets target: issue #6's bar, mean over seeds: "
+                  + "; ".join(_target_text(k, t) for k, t in targets.items()) + "."]
     if any(r.runs for r in rows):
         lines += ["", "Runs (wall time is training plus per-epoch evaluation, summed over resumed segments):", "",
                   render_runs(rows).rstrip("\n")]
@@ -195,7 +220,7 @@ def render_runs(rows: list[Row]) -> str:
 def render_csv(rows: list[Row], paper: dict) -> str:
     buf = io.StringIO()
     fields = ["row", "network", "method", "seeds", "epochs", "paper_error", "error_mean", "error_std",
-              "paper_compression", "compression_mean", "compression_std", "sparsity_mean", "within_tolerance"]
+              "paper_compression", "compression_mean", "compression_std", "sparsity_mean", "within_tolerance", "meets_target"]
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for r in rows:
@@ -207,6 +232,7 @@ def render_csv(rows: list[Row], paper: dict) -> str:
             "compression_mean": _round(r.mean("compression")), "compression_std": _round(r.std("compression")),
             "sparsity_mean": "-".join(f"{v:.2f}" for v in r.sparsity()) if r.runs else "",
             "within_tolerance": {"✓": "yes", "✗": "no"}.get(verdict(r, paper["tolerance"]), ""),
+            "meets_target": {"✓": "yes", "✗": "no"}.get(meets_target(r, paper.get("targets", {}).get(r.key))[:1], ""),
         })
     return buf.getvalue()
 
