@@ -205,7 +205,8 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
         history = fit(model, data, tc, run_dir, seed=seed, device=device, on_eval=on_eval, resume=bool(resume),
                       segment=env)
         final = {"name": name, "seed": seed, "metrics": history[-1], "config": cfg, "overrides": list(overrides),
-                 "environment": env, "init_from": _read_json(run_dir / INIT_FROM), "segments": load_checkpoint(run_dir / CHECKPOINT).get("segments", []),
+                 "environment": env, "init_from": _read_json(run_dir / INIT_FROM),
+                 "segments": load_checkpoint(run_dir / CHECKPOINT).get("segments", []),
                  "wall_time": history[-1]["time"],
                  "wall_time_this_process": time.perf_counter() - start, "run_dir": str(run_dir)}
         save_arrays(model, run_dir / "arrays.npz")
