@@ -193,16 +193,15 @@ def _commit(env: dict) -> str:
 def provenance(run: dict) -> tuple[str, str]:
     """(hardware, commits) of a record, one entry per distinct segment with the epoch it began at."""
     segments = run.get("segments") or ([run["environment"]] if run.get("environment") else [])
-    hw, commits = [], []
     first = segments[0].get("from_epoch", 0) if segments else 0
-    if first:  # records from before segments were kept name only the resumed part
-        hw, commits = [f"epochs 1-{first}: not recorded"], [f"epochs 1-{first}: not recorded"]
+    # records from before segments were kept name only the resumed part
+    hw, commits = ([(None, f"epochs 1-{first}: not recorded")] if first else [] for _ in range(2))
     for seg in segments:
         start = f"from epoch {seg.get('from_epoch', 0) + 1}: " if len(segments) > 1 or first else ""
-        h, c = _hardware(seg), _commit(seg)
-        hw += [f"{start}{h}"] if not hw or not hw[-1].endswith(h) else []
-        commits += [f"{start}{c}"] if not commits or not commits[-1].endswith(c) else []
-    return "; ".join(hw) or DASH, "; ".join(commits) or DASH
+        for entries, value in ((hw, _hardware(seg)), (commits, _commit(seg))):
+            if not entries or entries[-1][0] != value:  # a resume on the same machine/commit adds nothing
+                entries.append((value, f"{start}{value}"))
+    return "; ".join(t for _, t in hw) or DASH, "; ".join(t for _, t in commits) or DASH
 
 
 def render_runs(rows: list[Row]) -> str:

@@ -181,8 +181,8 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
     model = build_model(cfg["model"]["name"], m["name"], threshold=m["threshold"],
                         log_sigma2_init=m["log_sigma2_init"], train_clip=m["train_clip"],
                         init=cfg["model"]["init"], init_std=cfg["model"]["init_std"]).to(device)
-    if cfg["model"].get("init_from") and not resume:
-        init_info = init_means(model, cfg["model"]["name"], Path(cfg["model"]["init_from"]))
+    init_info = (init_means(model, cfg["model"]["name"], Path(cfg["model"]["init_from"]))
+                 if cfg["model"].get("init_from") and not resume else None)
     tc = TrainConfig(epochs=cfg["trainer"]["epochs"], batch_size=cfg["trainer"]["batch_size"],
                      lr=cfg["optim"]["lr"], schedule=cfg["optim"]["schedule"],
                      weight_decay=cfg["optim"].get("weight_decay") or 0.0, kl_start=cfg["kl"]["start"],
@@ -193,7 +193,7 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
     # Only now, with the config valid and the data readable, does the run write anything.
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
-    if cfg["model"].get("init_from") and not resume:
+    if init_info is not None:
         atomic_write_json(run_dir / INIT_FROM, init_info)
     tracker = make_tracker(cfg["logger"], cfg, f"{name}-seed{seed}", run_dir)
     exit_code, final = 1, None
