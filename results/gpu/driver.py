@@ -9,8 +9,14 @@ BUDGET = float(sys.argv[1])          # seconds from now until everything must be
 OUT = Path(os.environ["OUT"])
 REPO = Path.cwd()
 RUNS, RES, LOGS = Path("/tmp/runs"), Path("/tmp/res"), Path("/tmp/logs")
-ESSENTIAL = [("lenet5_sparsevd", 0), ("lenet5_ard", 0), ("lenet5_dense", 0), ("fashion_lenet5_sparsevd", 0)]
-EXTRA = [("lenet5_sparsevd", 1), ("lenet5_dense", 1), ("lenet5_sparsevd", 2), ("lenet5_dense", 2)]
+# Session 3: every job starts at once (MPS); a LeNet-5 run will not finish in one lease, so every unfinished
+# run comes back with its checkpoint and is resumed elsewhere with the same overrides.
+DENSE = "model.init_from=outputs/lenet5_dense/seed1/2026-11-27_02-20-20-301427"   # carried, same relative path
+ESSENTIAL = [("lenet5_sparsevd_pretrained", 0), ("lenet5_ard_pretrained", 0), ("lenet300_sparsevd", 2),
+             ("lenet300_ard", 1), ("lenet300_ard", 2), ("fashion_lenet300_sparsevd", 0),
+             ("lenet5_sparsevd", 1), ("lenet5_ard", 1), ("lenet300_dense_wd", 1), ("lenet300_dense_wd", 2)]
+EXTRA = []
+ROW_ARGS = {"lenet5_sparsevd_pretrained": [DENSE], "lenet5_ard_pretrained": [DENSE]}
 
 
 def sh(cmd):
@@ -22,7 +28,7 @@ def setup():
     LOGS.mkdir(parents=True, exist_ok=True)
     if not Path("/tmp/data/MNIST/raw/train-images-idx3-ubyte").exists():
         sh("mkdir -p /tmp/data && cp -r .gpu/data/* /tmp/data/ && gunzip -rf /tmp/data")
-    env = dict(os.environ, GIT_DIR=f"{REPO}/.gpu/gitdir", GIT_WORK_TREE=str(REPO), SPARSEVD_DATA="/tmp/data", PYTHONUNBUFFERED="1", OMP_NUM_THREADS="2",
+    env = dict(os.environ, GIT_DIR=f"{REPO}/.gpu/gitdir", GIT_WORK_TREE=str(REPO), SPARSEVD_DATA="/tmp/data", PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1",
                PYTHONPATH=f"{REPO}/.gpu/site:{REPO}/src",
                PATH=os.environ["PATH"] + ("" if sh("command -v git") else f":{REPO}/.gpu/bin"),
                LD_LIBRARY_PATH=os.environ.get("LD_LIBRARY_PATH", "") + f":{REPO}/.gpu/bin")
@@ -53,7 +59,7 @@ def launch(row, seed, env):
     log = open(LOGS / f"{row}_seed{seed}.log", "a")
     cmd = [sys.executable, "scripts/train.py", f"experiment={row}", f"seed={seed}", "logger=none", os.environ.get("DRIVER_DEVICE", "device=cuda"),
            "trainer.progress=false", f"results.dir={RES}", f"outputs={RUNS}", "resume=auto",
-           f"hydra.run.dir={RUNS}/{row}/seed{seed}", *os.environ.get("DRIVER_EXTRA_ARGS", "").split()]
+           f"hydra.run.dir={RUNS}/{row}/seed{seed}", *ROW_ARGS.get(row, []), *os.environ.get("DRIVER_EXTRA_ARGS", "").split()]
     return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=False)
 
 
@@ -101,7 +107,7 @@ def main():
             for path in [RUNS / row / f"seed{seed}", RES / row / f"seed{seed}", LOGS / f"{row}_seed{seed}.log"]:
                 if path.exists():
                     tar.add(path, arcname=str(path.relative_to("/tmp")),
-                            filter=lambda ti: None if (done or (row, seed) not in ESSENTIAL) and ti.name.endswith("checkpoint.pt") else ti)
+                            filter=lambda ti: None if done and ti.name.endswith("checkpoint.pt") else ti)
         rate = (epochs_done(row, seed) - start[(row, seed)][1]) / max(time.time() - start[(row, seed)][0], 1)
         print(f"{row} seed{seed}: epochs {epochs_done(row, seed)}/200 finished={done} rc={p.returncode} "
               f"{1 / max(rate, 1e-9):.2f} s/epoch  {name.stat().st_size >> 20} MiB")
