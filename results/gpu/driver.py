@@ -42,7 +42,9 @@ def setup():
     menv = dict(env, **mps)
     ok = False
     if sh("command -v nvidia-cuda-mps-control"):
-        up = subprocess.run("nvidia-cuda-mps-control -d", shell=True, env=menv).returncode == 0
+        # A second call on a warm machine finds the daemon from the first one still running.
+        up = (subprocess.run("nvidia-cuda-mps-control -d", shell=True, env=menv).returncode == 0
+              or Path(mps["CUDA_MPS_PIPE_DIRECTORY"], "control").exists())
         if up:
             try:
                 ok = subprocess.run([sys.executable, "-c", "import torch; print(torch.ones(1, device='cuda').sum().item())"],
