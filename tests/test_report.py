@@ -174,8 +174,14 @@ def test_runs_table_names_each_segment_device_commit_and_wall_time(runs):
     final.update(wall_time=1500.0, environment=cpu,
                  segments=[{**gpu, "from_epoch": 0}, {**gpu, "from_epoch": 120}, {**cpu, "from_epoch": 175}])
     final_path.write_text(json.dumps(final))
+    same_path = runs / "lenet300_sparsevd" / "seed2" / "final.json"
+    same = json.loads(same_path.read_text())
+    same.update(segments=[{**gpu, "from_epoch": 0}, {**gpu, "from_epoch": 159}])
+    same_path.write_text(json.dumps(same))
     paper = load_paper(PAPER)
     md = render_markdown(build_rows(load_records(runs), paper), paper)
+    resumed_in_place = next(x for x in md.splitlines() if x.startswith("| lenet300_sparsevd | 2 |"))
+    assert resumed_in_place.endswith("| NVIDIA H100 (cuda, torch 2.11.0) | aaaaaaa |")  # one machine: no epoch ranges
     line = next(x for x in md.splitlines() if x.startswith("| lenet300_sparsevd | 1 |"))
     assert "| 1.90 | 80.0× | 25 min |" in line
     assert ("from epoch 1: NVIDIA H100 (cuda, torch 2.11.0); from epoch 176: AMD EPYC (cpu, torch 2.14.1)"

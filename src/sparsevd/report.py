@@ -195,13 +195,18 @@ def provenance(run: dict) -> tuple[str, str]:
     segments = run.get("segments") or ([run["environment"]] if run.get("environment") else [])
     first = segments[0].get("from_epoch", 0) if segments else 0
     # records from before segments were kept name only the resumed part
-    hw, commits = ([(None, f"epochs 1-{first}: not recorded")] if first else [] for _ in range(2))
+    hw, commits = ([(None, 0)] if first else [] for _ in range(2))
     for seg in segments:
-        start = f"from epoch {seg.get('from_epoch', 0) + 1}: " if len(segments) > 1 or first else ""
         for entries, value in ((hw, _hardware(seg)), (commits, _commit(seg))):
             if not entries or entries[-1][0] != value:  # a resume on the same machine/commit adds nothing
-                entries.append((value, f"{start}{value}"))
-    return "; ".join(t for _, t in hw) or DASH, "; ".join(t for _, t in commits) or DASH
+                entries.append((value, seg.get("from_epoch", 0)))
+
+    def text(entries):
+        if len(entries) == 1:  # one machine (or commit) throughout: no epoch ranges to tell apart
+            return entries[0][0]
+        return "; ".join(f"epochs 1-{first}: not recorded" if value is None else f"from epoch {start + 1}: {value}"
+                         for value, start in entries) or DASH
+    return text(hw), text(commits)
 
 
 def render_runs(rows: list[Row]) -> str:
