@@ -55,6 +55,8 @@ def test_experiment_rows_carry_the_authors_recipe():
     ("experiment=lenet5_sparsevd_pretrained", "pass model.init_from=<run folder of a trained model=lenet5 run"),
     ("model.init_from=", "model.init_from"),
     ("optim.weight_decay=-1", "optim.weight_decay"),
+    ("method.clip_noise=fc", "method.clip_noise='fc' must be null, conv or all"),
+    ("method.clip_noise=conv", "add method.train_clip=true"),
     ("optim.weight_decay=1e-4", "is for dense baselines; method=sparsevd is regularised by its KL term"),
 ])
 def test_bad_values_are_rejected(override, needle):

@@ -40,6 +40,15 @@ def test_normal_init_and_options_reach_the_layers():
     assert abs(fc1.weight.std().item() - 0.01) < 0.001 and (fc1.bias == 0).all()
 
 
+@pytest.mark.parametrize("clip_noise,conv,linear", [(None, False, False), ("conv", True, False), ("all", True, True)])
+def test_clip_noise_reaches_the_layer_kinds_it_names(clip_noise, conv, linear):
+    model = build_model("lenet5", "ard", train_clip=True, clip_noise=clip_noise)
+    layers = weighted_layers(model)
+    assert [layers[n].clip_noise for n in ("conv1", "conv2", "fc1", "fc2")] == [conv, conv, linear, linear]
+    with pytest.raises(ValueError, match="clip_noise"):
+        build_model("lenet5", "sparsevd", train_clip=True, clip_noise="fc")
+
+
 def test_unknown_names_fail_clearly():
     with pytest.raises(ValueError, match="unknown model"):
         build_model("resnet", "sparsevd")

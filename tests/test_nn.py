@@ -163,10 +163,10 @@ def test_log_alpha_is_clipped_and_defined_from_theta_and_sigma():
     assert layer.log_alpha[0, 0] == 8 and layer.log_alpha[0, 2] == -8
 
 
-@pytest.mark.parametrize("train_clip", [False, True])
-def test_train_forward_is_exactly_mean_plus_std_times_eps(train_clip):
-    """Same RNG stream: out = linear(x, theta [masked if train_clip]) + b + sqrt(x^2 (alpha theta^2)) eps."""
-    layer = LinearSVDO(6, 4, train_clip=train_clip)
+@pytest.mark.parametrize("train_clip,clip_noise", [(False, False), (True, False), (True, True)])
+def test_train_forward_is_exactly_mean_plus_std_times_eps(train_clip, clip_noise):
+    """Same RNG stream: out = linear(x, theta [masked if train_clip]) + b + sqrt(x^2 (alpha theta^2 [masked])) eps."""
+    layer = LinearSVDO(6, 4, train_clip=train_clip, clip_noise=clip_noise)
     _set_posterior(layer, log_alpha_range=(-2.0, 6.0))
     assert 0 < layer.mask().mean() < 1
     x = torch.randn(3, 6)
@@ -177,9 +177,27 @@ def test_train_forward_is_exactly_mean_plus_std_times_eps(train_clip):
     eps = torch.randn(3, 4)
     with torch.no_grad():
         theta = layer.weight * layer.mask() if train_clip else layer.weight
-        var = F.linear(x * x, layer.log_alpha.exp() * layer.weight ** 2)
+        var = F.linear(x * x, layer.log_alpha.exp() * layer.weight ** 2 * (layer.mask() if clip_noise else 1))
         expected = F.linear(x, theta, layer.bias) + (var + 1e-8).sqrt() * eps
     torch.testing.assert_close(out, expected)
+
+
+def test_clip_noise_silences_pruned_conv_weights_only_in_the_noise_path():
+    """With every weight pruned, clip_noise leaves bias alone (no noise); without it the noise stays."""
+    x = torch.rand(2, 1, 6, 6) + 0.5
+    noise = {}
+    for clip_noise in (False, True):
+        conv = Conv2dSVDO(1, 2, 3, train_clip=True, clip_noise=clip_noise)
+        with torch.no_grad():
+            conv.weight.fill_(0.1)
+            conv.log_sigma2.fill_(2 * math.log(0.1) + 5.0)   # log alpha = 5 >= 3: all pruned
+        conv.train()
+        out = conv(x)
+        noise[clip_noise] = (out - conv.bias.detach().view(1, -1, 1, 1)).abs().max()
+    assert noise[True] < 1e-3    # only the sqrt(1e-8) floor is left
+    assert noise[False] > 0.05
+    with pytest.raises(ValueError, match="train_clip"):
+        Conv2dSVDO(1, 2, 3, train_clip=False, clip_noise=True)
 
 
 def test_rejects_non_finite_threshold():

@@ -23,6 +23,11 @@ def register_model(cls: type[nn.Module]) -> type[nn.Module]:
     return cls
 
 
+# method.clip_noise -> the layer kinds whose pruned weights (train_clip) also leave the noise path.
+# The authors' code does this in its conv layer only; its dense layer keeps their noise.
+CLIP_NOISE = {None: (), "conv": ("conv",), "all": ("conv", "linear")}
+
+
 @dataclass
 class LayerFactory:
     """Makes plain torch layers for ``dense`` and SVDO layers for ``sparsevd`` / ``ard``."""
@@ -31,23 +36,24 @@ class LayerFactory:
     threshold: float = 3.0
     log_sigma2_init: float = -10.0
     train_clip: bool = False
+    clip_noise: str | None = None   # None, "conv" (the authors' layers) or "all": see CLIP_NOISE
 
     @property
     def sparse(self) -> bool:
         return self.method != "dense"
 
-    def _svdo_kwargs(self) -> dict:
-        return dict(threshold=self.threshold, log_sigma2_init=self.log_sigma2_init,
-                    train_clip=self.train_clip, prior=PRIOR_OF_METHOD[self.method])
+    def _svdo_kwargs(self, kind: str) -> dict:
+        return dict(threshold=self.threshold, log_sigma2_init=self.log_sigma2_init, train_clip=self.train_clip,
+                    prior=PRIOR_OF_METHOD[self.method], clip_noise=kind in CLIP_NOISE[self.clip_noise])
 
     def linear(self, in_features: int, out_features: int) -> nn.Module:
         if self.sparse:
-            return LinearSVDO(in_features, out_features, **self._svdo_kwargs())
+            return LinearSVDO(in_features, out_features, **self._svdo_kwargs("linear"))
         return nn.Linear(in_features, out_features)
 
     def conv2d(self, in_channels: int, out_channels: int, kernel_size: int) -> nn.Module:
         if self.sparse:
-            return Conv2dSVDO(in_channels, out_channels, kernel_size, **self._svdo_kwargs())
+            return Conv2dSVDO(in_channels, out_channels, kernel_size, **self._svdo_kwargs("conv"))
         return nn.Conv2d(in_channels, out_channels, kernel_size)
 
 
@@ -127,13 +133,15 @@ def init_weights(model: nn.Module, scheme: str, std: float) -> None:
 
 
 def build_model(name: str, method: str = "sparsevd", *, threshold: float = 3.0,
-                log_sigma2_init: float = -10.0, train_clip: bool = False,
+                log_sigma2_init: float = -10.0, train_clip: bool = False, clip_noise: str | None = None,
                 init: str = "torch", init_std: float = 0.01, **model_kwargs) -> nn.Module:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
-    factory = LayerFactory(method, threshold, log_sigma2_init, train_clip)
+    if clip_noise not in CLIP_NOISE:
+        raise ValueError(f"clip_noise must be one of {list(CLIP_NOISE)}, got {clip_noise!r}")
+    factory = LayerFactory(method, threshold, log_sigma2_init, train_clip, clip_noise if method != "dense" else None)
     model = MODELS[name](factory, **model_kwargs)
     init_weights(model, init, init_std)
     return model

@@ -105,15 +105,19 @@ class SVDOLayer(nn.Module):
 
     threshold: float
     train_clip: bool
+    clip_noise: bool
 
     def _init_variational(self, threshold: float, log_sigma2_init: float, train_clip: bool,
-                          prior: str) -> None:
+                          prior: str, clip_noise: bool = False) -> None:
         if not math.isfinite(threshold):
             raise ValueError(f"threshold must be finite, got {threshold}; pass e.g. threshold=3.0")
         if prior not in PRIORS:
             raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
+        if clip_noise and not train_clip:
+            raise ValueError("clip_noise drops pruned weights' noise, which only happens with train_clip=True")
         self.threshold = float(threshold)
         self.train_clip = bool(train_clip)
+        self.clip_noise = bool(clip_noise)
         self.prior = prior
         self._kl_cache = None
         self.log_sigma2_init = float(log_sigma2_init)
@@ -151,7 +155,14 @@ class SVDOLayer(nn.Module):
         self._kl_cache = (kl, (self.weight._version, self.log_sigma2._version, torch.is_grad_enabled()))
         # Local reparameterization trick (Kingma et al. 2015): sample pre-activations, not weights, so
         # each example in the batch gets independent noise at the cost of one extra op.
-        theta = self.weight * self.mask(log_alpha) if self.train_clip else self.weight
+        theta = self.weight
+        if self.train_clip:
+            keep = self.mask(log_alpha)
+            theta = theta * keep
+            if self.clip_noise:
+                # The authors' conv layer zeroes pruned weights before the variance path too, so a
+                # pruned weight adds no noise that the deterministic test-time net does not have.
+                var_weight = var_weight * keep
         mean = self._op(x, theta, self.bias)
         var = self._op(x * x, var_weight, None)
         # A plain-layout draw: randn_like on a channels_last tensor takes a slow strided path.
@@ -160,16 +171,17 @@ class SVDOLayer(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, threshold={self.threshold}, train_clip={self.train_clip}, "
-                f"prior={self.prior}")
+                f"clip_noise={self.clip_noise}, prior={self.prior}")
 
 
 class LinearSVDO(SVDOLayer, nn.Linear):
     """Fully connected layer with sparse variational dropout; ``weight`` is theta."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, threshold: float = 3.0,
-                 log_sigma2_init: float = -10.0, train_clip: bool = False, prior: str = "log_uniform"):
+                 log_sigma2_init: float = -10.0, train_clip: bool = False, prior: str = "log_uniform",
+                 clip_noise: bool = False):
         nn.Linear.__init__(self, in_features, out_features, bias=bias)
-        self._init_variational(threshold, log_sigma2_init, train_clip, prior)
+        self._init_variational(threshold, log_sigma2_init, train_clip, prior, clip_noise)
 
     def _op(self, x, weight, bias):
         return F.linear(x, weight, bias)
@@ -181,10 +193,10 @@ class Conv2dSVDO(SVDOLayer, nn.Conv2d):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  bias: bool = True, threshold: float = 3.0, log_sigma2_init: float = -10.0,
-                 train_clip: bool = False, prior: str = "log_uniform"):
+                 train_clip: bool = False, prior: str = "log_uniform", clip_noise: bool = False):
         nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride=stride,
                            padding=padding, bias=bias)
-        self._init_variational(threshold, log_sigma2_init, train_clip, prior)
+        self._init_variational(threshold, log_sigma2_init, train_clip, prior, clip_noise)
 
     def _op(self, x, weight, bias):
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)

@@ -17,7 +17,7 @@ import yaml
 
 from .data import DATASETS, NUM_TRAIN, PREPROCESSING, DataError, load_dataset
 from .metrics import effective_weight
-from .models import METHODS, MODELS, build_model, copy_means, svdo_layers, weighted_layers
+from .models import CLIP_NOISE, METHODS, MODELS, build_model, copy_means, svdo_layers, weighted_layers
 from .records import (CHECKPOINT, RecordError, atomic_write_json, atomic_write_text, environment,
                       load_checkpoint, publish, record_dir)
 from .tracking import make_tracker
@@ -65,6 +65,10 @@ def validate(cfg: dict) -> None:
          f"trainer.batch_size={tr['batch_size']} is larger than the {size or NUM_TRAIN} training examples")
     need(finite(cfg["method"]["threshold"]), f"method.threshold={cfg['method']['threshold']} must be finite, e.g. 3.0")
     need(finite(cfg["method"]["log_sigma2_init"]), "method.log_sigma2_init must be finite, e.g. -10.0")
+    clip_noise = cfg["method"].get("clip_noise")
+    need(clip_noise in CLIP_NOISE, f"method.clip_noise={clip_noise!r} must be null, conv or all")
+    need(clip_noise is None or cfg["method"]["train_clip"] or cfg["method"]["name"] == "dense",
+         f"method.clip_noise={clip_noise} acts on weights pruned during training; add method.train_clip=true")
     need(finite(cfg["optim"]["lr"]) and cfg["optim"]["lr"] > 0, f"optim.lr={cfg['optim']['lr']} must be finite and > 0")
     wd = cfg["optim"].get("weight_decay")
     need(wd is None or finite(wd) and wd >= 0, f"optim.weight_decay={wd} must be null or a finite number >= 0")
@@ -180,6 +184,7 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
     data = load_dataset(d["name"], d["root"], d["preprocess"], d["train_size"], device)
     model = build_model(cfg["model"]["name"], m["name"], threshold=m["threshold"],
                         log_sigma2_init=m["log_sigma2_init"], train_clip=m["train_clip"],
+                        clip_noise=m.get("clip_noise"),
                         init=cfg["model"]["init"], init_std=cfg["model"]["init_std"]).to(device)
     init_info = (init_means(model, cfg["model"]["name"], Path(cfg["model"]["init_from"]))
                  if cfg["model"].get("init_from") and not resume else None)
