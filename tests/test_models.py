@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -47,6 +49,20 @@ def test_clip_noise_reaches_the_layer_kinds_it_names(clip_noise, conv, linear):
     assert [layers[n].clip_noise for n in ("conv1", "conv2", "fc1", "fc2")] == [conv, conv, linear, linear]
     with pytest.raises(ValueError, match="clip_noise"):
         build_model("lenet5", "sparsevd", train_clip=True, clip_noise="fc")
+
+
+def test_lasagne_init_is_glorot_uniform_for_conv_and_normal_for_dense():
+    torch.manual_seed(0)
+    model = build_model("lenet5", "sparsevd", init="lasagne", init_std=0.01)
+    layers = weighted_layers(model)
+    for name, fan in (("conv1", 1 * 25 + 20 * 25), ("conv2", 20 * 25 + 50 * 25)):
+        w, bound = layers[name].weight, math.sqrt(6.0 / fan)
+        assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound       # uniform up to the Glorot bound
+        assert abs(w.std().item() - bound / math.sqrt(3)) < 0.15 * bound
+    assert abs(layers["fc1"].weight.std().item() - 0.01) < 0.001
+    assert all((layer.bias == 0).all() for layer in layers.values())
+    with pytest.raises(ValueError, match="model.init"):
+        build_model("lenet5", "sparsevd", init="xavier")
 
 
 def test_unknown_names_fail_clearly():

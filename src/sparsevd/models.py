@@ -119,15 +119,24 @@ def total_kl(model: nn.Module) -> torch.Tensor:
     return sum(layer.kl() for layer in layers)
 
 
+INIT_SCHEMES = ("torch", "normal", "lasagne")
+
+
 def init_weights(model: nn.Module, scheme: str, std: float) -> None:
-    """``torch``: keep torch's default init; ``normal``: theta ~ N(0, std^2), biases 0 (authors' choice)."""
+    """``torch``: torch's default init; ``normal``: theta ~ N(0, std^2), biases 0 (the authors' scripts);
+    ``lasagne``: what the authors' lasagne code ends up with. Their conv layer takes its init as ``Wconv``,
+    so the scripts' ``W=init.Normal()`` is swallowed by ``**kwargs``: conv weights get lasagne's
+    default Glorot uniform, dense weights N(0, std^2), biases 0."""
+    if scheme not in INIT_SCHEMES:
+        raise ValueError(f"model.init must be one of {INIT_SCHEMES}, got {scheme!r}")
     if scheme == "torch":
         return
-    if scheme != "normal":
-        raise ValueError(f"model.init must be 'torch' or 'normal', got {scheme!r}")
     with torch.no_grad():
         for layer in weighted_layers(model).values():
-            layer.weight.normal_(0.0, std)
+            if scheme == "lasagne" and layer.weight.dim() == 4:
+                nn.init.xavier_uniform_(layer.weight)
+            else:
+                layer.weight.normal_(0.0, std)
             if layer.bias is not None:
                 layer.bias.zero_()
 

@@ -17,7 +17,7 @@ import yaml
 
 from .data import DATASETS, NUM_TRAIN, PREPROCESSING, DataError, load_dataset
 from .metrics import effective_weight
-from .models import CLIP_NOISE, METHODS, MODELS, build_model, copy_means, svdo_layers, weighted_layers
+from .models import CLIP_NOISE, INIT_SCHEMES, METHODS, MODELS, build_model, copy_means, svdo_layers, weighted_layers
 from .records import (CHECKPOINT, RecordError, atomic_write_json, atomic_write_text, environment,
                       load_checkpoint, publish, record_dir)
 from .tracking import make_tracker
@@ -81,7 +81,7 @@ def validate(cfg: dict) -> None:
          "kl.start and kl.warmup must be whole numbers of epochs >= 0")
     need(cfg["loss"]["scale"] in LOSS_SCALES, f"loss.scale must be one of {'|'.join(LOSS_SCALES)}")
     need(cfg["data"]["preprocess"] in PREPROCESSING, f"data.preprocess must be one of {'|'.join(PREPROCESSING)}")
-    need(cfg["model"]["init"] in ("torch", "normal"), "model.init must be torch or normal")
+    need(cfg["model"]["init"] in INIT_SCHEMES, f"model.init={cfg['model']['init']!r} must be one of {'|'.join(INIT_SCHEMES)}")
     need(finite(cfg["model"]["init_std"]) and cfg["model"]["init_std"] > 0, "model.init_std must be finite and > 0")
     init_from = cfg["model"].get("init_from")
     need(init_from != "required", f"this experiment starts from a trained run; pass model.init_from=<run folder "
