@@ -56,6 +56,7 @@ def test_experiment_rows_carry_the_authors_recipe():
     ("model.init_from=", "model.init_from"),
     ("optim.weight_decay=-1", "optim.weight_decay"),
     ("method.clip_noise=fc", "method.clip_noise='fc' must be null, conv or all"),
+    ("method.clip_noise=[conv]", "'conv'] must be null, conv or all"),  # a list: an error, not a TypeError
     ("model.init=xavier", "model.init='xavier' must be one of torch|normal|lasagne"),
     ("method.clip_noise=conv", "add method.train_clip=true"),
     ("optim.weight_decay=1e-4", "is for dense baselines; method=sparsevd is regularised by its KL term"),

@@ -150,7 +150,7 @@ def build_model(name: str, method: str = "sparsevd", *, threshold: float = 3.0,
         raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
     if clip_noise not in CLIP_NOISE:
         raise ValueError(f"clip_noise must be one of {list(CLIP_NOISE)}, got {clip_noise!r}")
-    factory = LayerFactory(method, threshold, log_sigma2_init, train_clip, clip_noise if method != "dense" else None)
+    factory = LayerFactory(method, threshold, log_sigma2_init, train_clip, clip_noise)
     model = MODELS[name](factory, **model_kwargs)
     init_weights(model, init, init_std)
     return model

@@ -66,7 +66,7 @@ def validate(cfg: dict) -> None:
     need(finite(cfg["method"]["threshold"]), f"method.threshold={cfg['method']['threshold']} must be finite, e.g. 3.0")
     need(finite(cfg["method"]["log_sigma2_init"]), "method.log_sigma2_init must be finite, e.g. -10.0")
     clip_noise = cfg["method"].get("clip_noise")
-    need(clip_noise in CLIP_NOISE, f"method.clip_noise={clip_noise!r} must be null, conv or all")
+    need(clip_noise in list(CLIP_NOISE), f"method.clip_noise={clip_noise!r} must be null, conv or all")  # list: a list value is unhashable
     need(clip_noise is None or cfg["method"]["train_clip"] or cfg["method"]["name"] == "dense",
          f"method.clip_noise={clip_noise} acts on weights pruned during training; add method.train_clip=true")
     need(finite(cfg["optim"]["lr"]) and cfg["optim"]["lr"] > 0, f"optim.lr={cfg['optim']['lr']} must be finite and > 0")
