@@ -90,6 +90,12 @@ def build_rows(records: dict[str, list[dict]], paper: dict, warn=print) -> list[
     return rows
 
 
+def variant_rows(records: dict[str, list[dict]], paper: dict) -> list[Row]:
+    """Records of experiments that are not Table 1 rows (results/NOTES.md's variants), by name."""
+    return [Row(key, DASH, DASH, {}, sorted(runs, key=lambda r: r["seed"]))
+            for key, runs in sorted(records.items()) if key not in paper["rows"]]
+
+
 def _num(v, fmt="{:.2f}") -> str:
     return DASH if v is None else fmt.format(v)
 
@@ -155,7 +161,7 @@ def quick_epochs(rows: list[Row], recipe_epochs: int = 200) -> list[int]:
     return sorted({e for r in rows for e in r.epochs() if e < recipe_epochs})
 
 
-def render_markdown(rows: list[Row], paper: dict) -> str:
+def render_markdown(rows: list[Row], paper: dict, variants: list[Row] = ()) -> str:
     tol = paper["tolerance"]
     targets = paper.get("targets", {})
     table = [cells(r, tol, targets.get(r.key)) for r in rows]
@@ -177,6 +183,9 @@ def render_markdown(rows: list[Row], paper: dict) -> str:
     if any(r.runs for r in rows):
         lines += ["", "Runs (wall time is training plus per-epoch evaluation, summed over resumed segments):", "",
                   render_runs(rows).rstrip("\n")]
+    if any(v.runs for v in variants):
+        lines += ["", "Variants: records of experiments that are not Table 1 rows, kept out of the table above "
+                  "(what each changes: `results/NOTES.md`):", "", render_runs(variants, "Variant").rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 
@@ -209,9 +218,9 @@ def provenance(run: dict) -> tuple[str, str]:
     return text(hw), text(commits)
 
 
-def render_runs(rows: list[Row]) -> str:
+def render_runs(rows: list[Row], first: str = "Row") -> str:
     """One line per record: where and how long it ran, and at which commit(s)."""
-    lines = ["| Row | Seed | Error % | Compression | Wall time | Hardware | Commit |", "|---|---|---|---|---|---|---|"]
+    lines = [f"| {first} | Seed | Error % | Compression | Wall time | Hardware | Commit |", "|---|---|---|---|---|---|---|"]
     for row in rows:
         for run in row.runs:
             m, wall = run["metrics"], run.get("wall_time")
@@ -291,7 +300,7 @@ def records_from_wandb(runs) -> dict[str, list[dict]]:
 
 def write_report(records: dict, paper: dict, out_dir: Path, readme: Path | None = None, warn=print) -> list[Row]:
     rows = build_rows(records, paper, warn)
-    table_md = render_markdown(rows, paper)
+    table_md = render_markdown(rows, paper, variant_rows(records, paper))
     atomic_write_text(out_dir / "table.md", table_md)
     atomic_write_text(out_dir / "table.csv", render_csv(rows, paper))
     atomic_write_text(out_dir / "table.tex", render_tex(rows, paper))
