@@ -163,6 +163,26 @@ def test_log_alpha_is_clipped_and_defined_from_theta_and_sigma():
     assert layer.log_alpha[0, 0] == 8 and layer.log_alpha[0, 2] == -8
 
 
+@pytest.mark.parametrize("make", [lambda c: LinearSVDO(3, 2, log_alpha_clip=c), lambda c: Conv2dSVDO(1, 2, 1, log_alpha_clip=c)])
+def test_log_alpha_clip_sets_the_range_and_where_gradients_stop(make):
+    """A weight at raw log alpha 9 is clipped (no gradient) under the authors' 8, free under 10."""
+    grads = {}
+    for clip in (8.0, 10.0):
+        layer = make(clip)
+        with torch.no_grad():
+            layer.weight.fill_(0.1)
+            layer.log_sigma2.fill_(math.log(0.01) + 9.0)  # raw log alpha = 9
+            layer.log_sigma2.view(-1)[0] = math.log(0.01) + 20.0
+        assert layer.log_alpha.view(-1)[0] == clip and torch.allclose(layer.log_alpha.view(-1)[1:], torch.tensor(min(9.0, clip)))
+        layer.train()
+        layer(torch.ones(4, *((3,) if isinstance(layer, LinearSVDO) else (1, 2, 2)))).sum().backward()
+        grads[clip] = layer.log_sigma2.grad.view(-1)[1:]
+        assert layer.log_sigma2.grad.view(-1)[0] == 0  # beyond either clip
+    assert (grads[8.0] == 0).all() and (grads[10.0] != 0).all()
+    with pytest.raises(ValueError, match="log_alpha_clip"):
+        make(0.0)
+
+
 @pytest.mark.parametrize("train_clip,clip_noise", [(False, False), (True, False), (True, True)])
 def test_train_forward_is_exactly_mean_plus_std_times_eps(train_clip, clip_noise):
     """Same RNG stream: out = linear(x, theta [masked if train_clip]) + b + sqrt(x^2 (alpha theta^2 [masked])) eps."""
@@ -214,28 +234,28 @@ def test_parameters_and_shapes_match_torch_layers():
     assert (lin.log_sigma2 == -10.0).all() and lin.threshold == 3.0
 
 
-def _reference_weight_noise(theta, log_sigma2, prior):
+def _reference_weight_noise(theta, log_sigma2, prior, clip):
     """The textbook formulas, differentiated by autograd."""
-    log_alpha = torch.clamp(log_sigma2 - torch.log(theta * theta + 1e-8), -8, 8)
+    log_alpha = torch.clamp(log_sigma2 - torch.log(theta * theta + 1e-8), -clip, clip)
     kl = kl_log_uniform(log_alpha) if prior == "log_uniform" else kl_ard(log_alpha)
     return log_alpha, torch.exp(log_alpha) * theta * theta, kl.sum()
 
 
-@pytest.mark.parametrize("prior", ["log_uniform", "ard"])
-def test_fused_weight_noise_matches_autograd_of_the_formulas(prior):
+@pytest.mark.parametrize("prior,clip", [("log_uniform", 8.0), ("ard", 8.0), ("log_uniform", 10.0)])
+def test_fused_weight_noise_matches_autograd_of_the_formulas(prior, clip):
     g = torch.Generator().manual_seed(0)
     theta = (torch.randn(40, 30, generator=g, dtype=torch.float64) * 0.3).requires_grad_()
     # log alpha spans both clip edges, so the clipped-gradient branch is exercised too
     log_sigma2 = (torch.log(theta.detach() ** 2) + torch.empty_like(theta).uniform_(-12, 12, generator=g)).requires_grad_()
     grad_var = torch.randn(40, 30, generator=g, dtype=torch.float64)
     outs = []
-    for fn in (lambda t, s: _WeightNoise.apply(t, s, prior), lambda t, s: _reference_weight_noise(t, s, prior)):
+    for fn in (lambda t, s: _WeightNoise.apply(t, s, prior, clip), lambda t, s: _reference_weight_noise(t, s, prior, clip)):
         la, var, kl = fn(theta, log_sigma2)
         gt, gs = torch.autograd.grad((var * grad_var).sum() + 0.7 * kl, (theta, log_sigma2))
         outs.append((la, var, kl, gt, gs))
     for got, want in zip(*outs):
         torch.testing.assert_close(got, want)
-    assert torch.autograd.gradcheck(lambda t, s: _WeightNoise.apply(t, s, prior)[1:],
+    assert torch.autograd.gradcheck(lambda t, s: _WeightNoise.apply(t, s, prior, clip)[1:],
                                     (theta[:4, :4].detach().requires_grad_(), log_sigma2[:4, :4].detach().requires_grad_()))
 
 

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -230,3 +231,17 @@ def test_git_info_names_the_commit_a_process_loaded(tmp_path, monkeypatch):
         raise OSError("git must not be asked again")
     monkeypatch.setattr(records.subprocess, "run", no_git)
     assert records.git_info() == loaded
+
+
+def test_log_alpha_histograms_span_the_runs_clip_and_lose_no_weight(tmp_path):
+    from sparsevd.models import build_model
+    from sparsevd.run import save_arrays
+
+    model = build_model("lenet300", "sparsevd", log_alpha_clip=10.0)
+    with torch.no_grad():
+        model.fc1.log_sigma2.fill_(5.0)  # theta ~ 0.05: raw log alpha ~ 11, clipped to 10
+    save_arrays(model, tmp_path / "arrays.npz", 10.0)
+    arrays = np.load(tmp_path / "arrays.npz")
+    assert arrays["bin_edges"][0] == -10 and arrays["bin_edges"][-1] == 10
+    assert arrays["log_alpha_hist/fc1"].sum() == model.fc1.weight.numel()
+    assert arrays["log_alpha_hist/fc1"][-1] > 0.9 * model.fc1.weight.numel()

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .nn import Conv2dSVDO, LinearSVDO, SVDOLayer
+from .nn import LOG_ALPHA_CLIP, Conv2dSVDO, LinearSVDO, SVDOLayer
 
 METHODS = ("dense", "sparsevd", "ard")
 PRIOR_OF_METHOD = {"sparsevd": "log_uniform", "ard": "ard"}
@@ -37,6 +37,7 @@ class LayerFactory:
     log_sigma2_init: float = -10.0
     train_clip: bool = False
     clip_noise: str | None = None   # None, "conv" (the authors' layers) or "all": see CLIP_NOISE
+    log_alpha_clip: float = LOG_ALPHA_CLIP
 
     @property
     def sparse(self) -> bool:
@@ -44,7 +45,8 @@ class LayerFactory:
 
     def _svdo_kwargs(self, kind: str) -> dict:
         return dict(threshold=self.threshold, log_sigma2_init=self.log_sigma2_init, train_clip=self.train_clip,
-                    prior=PRIOR_OF_METHOD[self.method], clip_noise=kind in CLIP_NOISE[self.clip_noise])
+                    prior=PRIOR_OF_METHOD[self.method], clip_noise=kind in CLIP_NOISE[self.clip_noise],
+                    log_alpha_clip=self.log_alpha_clip)
 
     def linear(self, in_features: int, out_features: int) -> nn.Module:
         if self.sparse:
@@ -143,14 +145,14 @@ def init_weights(model: nn.Module, scheme: str, std: float) -> None:
 
 def build_model(name: str, method: str = "sparsevd", *, threshold: float = 3.0,
                 log_sigma2_init: float = -10.0, train_clip: bool = False, clip_noise: str | None = None,
-                init: str = "torch", init_std: float = 0.01, **model_kwargs) -> nn.Module:
+                log_alpha_clip: float = LOG_ALPHA_CLIP, init: str = "torch", init_std: float = 0.01, **model_kwargs) -> nn.Module:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
     if clip_noise not in CLIP_NOISE:
         raise ValueError(f"clip_noise must be one of {list(CLIP_NOISE)}, got {clip_noise!r}")
-    factory = LayerFactory(method, threshold, log_sigma2_init, train_clip, clip_noise)
+    factory = LayerFactory(method, threshold, log_sigma2_init, train_clip, clip_noise, log_alpha_clip)
     model = MODELS[name](factory, **model_kwargs)
     init_weights(model, init, init_std)
     return model

@@ -14,7 +14,7 @@ from torch import nn
 
 __all__ = ["LinearSVDO", "Conv2dSVDO", "SVDOLayer", "kl_log_uniform", "kl_ard", "LOG_ALPHA_CLIP", "PRIORS"]
 
-LOG_ALPHA_CLIP = 8.0
+LOG_ALPHA_CLIP = 8.0  # the authors' clip; method.log_alpha_clip overrides it per run
 # Eq. 14 of the paper: sigmoid + softplus fit of -KL(q || log-uniform) up to a constant.
 K1, K2, K3 = 0.63576, 1.87320, 1.48695
 
@@ -71,16 +71,16 @@ class _WeightNoise(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, theta, log_sigma2, prior: str):
+    def forward(ctx, theta, log_sigma2, prior: str, clip: float):
         theta2 = theta * theta
         inv = theta2.add(1e-8).reciprocal_()
         raw = torch.log(inv).add_(log_sigma2)
-        log_alpha = raw.clamp(-LOG_ALPHA_CLIP, LOG_ALPHA_CLIP)
+        log_alpha = raw.clamp(-clip, clip)
         alpha = log_alpha.exp()
         var_weight = alpha * theta2
         kl, slope = _kl_and_slope(log_alpha, alpha, prior)
         # Gradients flow through log alpha only where the clip is inactive.
-        inside = below(raw.abs_(), LOG_ALPHA_CLIP)
+        inside = below(raw.abs_(), clip)
         ctx.save_for_backward(theta, inv, alpha, var_weight, slope, inside)
         ctx.mark_non_differentiable(log_alpha)
         return log_alpha, var_weight, kl.sum()
@@ -92,7 +92,7 @@ class _WeightNoise(torch.autograd.Function):
         # log_alpha = log_sigma2 - log(theta^2 + 1e-8) and var = alpha * theta^2.
         grad_log_alpha = torch.addcmul(slope * grad_kl, grad_var, var_weight).mul_(inside)
         grad_theta = torch.addcmul(grad_var * alpha, grad_log_alpha, inv, value=-1.0).mul_(theta).mul_(2.0)
-        return grad_theta, grad_log_alpha, None
+        return grad_theta, grad_log_alpha, None, None
 
 
 class SVDOLayer(nn.Module):
@@ -106,11 +106,14 @@ class SVDOLayer(nn.Module):
     threshold: float
     train_clip: bool
     clip_noise: bool
+    log_alpha_clip: float
 
     def _init_variational(self, threshold: float, log_sigma2_init: float, train_clip: bool,
-                          prior: str, clip_noise: bool = False) -> None:
+                          prior: str, clip_noise: bool = False, log_alpha_clip: float = LOG_ALPHA_CLIP) -> None:
         if not math.isfinite(threshold):
             raise ValueError(f"threshold must be finite, got {threshold}; pass e.g. threshold=3.0")
+        if not (math.isfinite(log_alpha_clip) and log_alpha_clip > 0):
+            raise ValueError(f"log_alpha_clip must be finite and > 0, got {log_alpha_clip}; pass e.g. 8.0")
         if prior not in PRIORS:
             raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
         if clip_noise and not train_clip:
@@ -118,6 +121,7 @@ class SVDOLayer(nn.Module):
         self.threshold = float(threshold)
         self.train_clip = bool(train_clip)
         self.clip_noise = bool(clip_noise)
+        self.log_alpha_clip = float(log_alpha_clip)
         self.prior = prior
         self._kl_cache = None
         self.log_sigma2_init = float(log_sigma2_init)
@@ -128,9 +132,9 @@ class SVDOLayer(nn.Module):
 
     @property
     def log_alpha(self) -> torch.Tensor:
-        """log alpha = log sigma^2 - log theta^2, clipped to [-8, 8] as in the authors' code."""
+        """log alpha = log sigma^2 - log theta^2, clipped to ±log_alpha_clip (the authors' code: ±8)."""
         log_alpha = self.log_sigma2 - torch.log(self.weight * self.weight + 1e-8)
-        return torch.clamp(log_alpha, -LOG_ALPHA_CLIP, LOG_ALPHA_CLIP)
+        return torch.clamp(log_alpha, -self.log_alpha_clip, self.log_alpha_clip)
 
     def mask(self, log_alpha: torch.Tensor | None = None) -> torch.Tensor:
         """1 for weights kept at test time (log alpha < threshold), 0 for pruned ones."""
@@ -146,12 +150,12 @@ class SVDOLayer(nn.Module):
         if cache is not None and cache[1] == (self.weight._version, self.log_sigma2._version,
                                               torch.is_grad_enabled()):
             return cache[0]
-        return _WeightNoise.apply(self.weight, self.log_sigma2, self.prior)[2]
+        return _WeightNoise.apply(self.weight, self.log_sigma2, self.prior, self.log_alpha_clip)[2]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return self._op(x, self.weight * self.mask(), self.bias)
-        log_alpha, var_weight, kl = _WeightNoise.apply(self.weight, self.log_sigma2, self.prior)
+        log_alpha, var_weight, kl = _WeightNoise.apply(self.weight, self.log_sigma2, self.prior, self.log_alpha_clip)
         self._kl_cache = (kl, (self.weight._version, self.log_sigma2._version, torch.is_grad_enabled()))
         # Local reparameterization trick (Kingma et al. 2015): sample pre-activations, not weights, so
         # each example in the batch gets independent noise at the cost of one extra op.
@@ -171,7 +175,7 @@ class SVDOLayer(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, threshold={self.threshold}, train_clip={self.train_clip}, "
-                f"clip_noise={self.clip_noise}, prior={self.prior}")
+                f"clip_noise={self.clip_noise}, prior={self.prior}, log_alpha_clip={self.log_alpha_clip}")
 
 
 class LinearSVDO(SVDOLayer, nn.Linear):
@@ -179,9 +183,9 @@ class LinearSVDO(SVDOLayer, nn.Linear):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, threshold: float = 3.0,
                  log_sigma2_init: float = -10.0, train_clip: bool = False, prior: str = "log_uniform",
-                 clip_noise: bool = False):
+                 clip_noise: bool = False, log_alpha_clip: float = LOG_ALPHA_CLIP):
         nn.Linear.__init__(self, in_features, out_features, bias=bias)
-        self._init_variational(threshold, log_sigma2_init, train_clip, prior, clip_noise)
+        self._init_variational(threshold, log_sigma2_init, train_clip, prior, clip_noise, log_alpha_clip)
 
     def _op(self, x, weight, bias):
         return F.linear(x, weight, bias)
@@ -193,10 +197,11 @@ class Conv2dSVDO(SVDOLayer, nn.Conv2d):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  bias: bool = True, threshold: float = 3.0, log_sigma2_init: float = -10.0,
-                 train_clip: bool = False, prior: str = "log_uniform", clip_noise: bool = False):
+                 train_clip: bool = False, prior: str = "log_uniform", clip_noise: bool = False,
+                 log_alpha_clip: float = LOG_ALPHA_CLIP):
         nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride=stride,
                            padding=padding, bias=bias)
-        self._init_variational(threshold, log_sigma2_init, train_clip, prior, clip_noise)
+        self._init_variational(threshold, log_sigma2_init, train_clip, prior, clip_noise, log_alpha_clip)
 
     def _op(self, x, weight, bias):
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)

@@ -18,6 +18,7 @@ import yaml
 from .data import DATASETS, NUM_TRAIN, PREPROCESSING, DataError, load_dataset
 from .metrics import effective_weight
 from .models import CLIP_NOISE, INIT_SCHEMES, METHODS, MODELS, build_model, copy_means, svdo_layers, weighted_layers
+from .nn import LOG_ALPHA_CLIP
 from .records import (CHECKPOINT, RecordError, atomic_write_json, atomic_write_text, environment,
                       load_checkpoint, publish, record_dir)
 from .tracking import make_tracker
@@ -26,7 +27,6 @@ from .trainer import (LOSS_SCALES, LR_SCHEDULES, Interrupted, TrainConfig, Train
 
 # Keys that may differ between a run and its resumption without changing what is computed.
 VOLATILE_KEYS = ("resume", "outputs", "logger", "device", "results", "data.root", "trainer.progress")
-LOG_ALPHA_BINS = np.linspace(-8.0, 8.0, 81)
 INIT_FROM = "init_from.json"  # where a run keeps which trained run initialised its means
 
 
@@ -65,6 +65,11 @@ def validate(cfg: dict) -> None:
          f"trainer.batch_size={tr['batch_size']} is larger than the {size or NUM_TRAIN} training examples")
     need(finite(cfg["method"]["threshold"]), f"method.threshold={cfg['method']['threshold']} must be finite, e.g. 3.0")
     need(finite(cfg["method"]["log_sigma2_init"]), "method.log_sigma2_init must be finite, e.g. -10.0")
+    clip = log_alpha_clip(cfg)
+    need(finite(clip) and clip > 0, f"method.log_alpha_clip={clip} must be null (the authors' {LOG_ALPHA_CLIP}) "
+                                    f"or a finite number > 0, e.g. 10")
+    need(cfg["method"]["threshold"] < clip, f"method.threshold={cfg['method']['threshold']} must be below "
+                                            f"method.log_alpha_clip={clip}, or no weight is ever pruned")
     clip_noise = cfg["method"].get("clip_noise")
     need(clip_noise in list(CLIP_NOISE), f"method.clip_noise={clip_noise!r} must be null, conv or all")  # list: a list value is unhashable
     need(clip_noise is None or cfg["method"]["train_clip"] or cfg["method"]["name"] == "dense",
@@ -133,9 +138,19 @@ def find_unfinished(outputs: Path, cfg: dict) -> Path | None:
     return max(candidates)[1] if candidates else None
 
 
-def save_arrays(model, path: Path) -> None:
-    """Compact per-layer log-alpha histograms and per-input surviving-weight counts, for the figures."""
-    arrays = {"bin_edges": LOG_ALPHA_BINS}
+def log_alpha_clip(cfg: dict) -> float:
+    """method.log_alpha_clip, where null (and configs from before the key existed) mean the authors' 8."""
+    clip = cfg["method"].get("log_alpha_clip")
+    return LOG_ALPHA_CLIP if clip is None else clip
+
+
+def save_arrays(model, path: Path, clip: float = LOG_ALPHA_CLIP) -> None:
+    """Compact per-layer log-alpha histograms and per-input surviving-weight counts, for the figures.
+
+    The bins are 0.2 wide over the clip range, so the clipped mass sits in the two end bins.
+    """
+    bins = np.linspace(-clip, clip, max(round(10 * clip), 1) + 1)
+    arrays = {"bin_edges": bins}
     for name, layer in weighted_layers(model).items():
         w = effective_weight(layer)
         arrays[f"inputs_kept/{name}"] = (w != 0).flatten(1).sum(0).cpu().numpy().astype(np.int32) \
@@ -143,7 +158,7 @@ def save_arrays(model, path: Path) -> None:
     for layer in svdo_layers(model):
         name = next(n for n, m in model.named_modules() if m is layer)
         la = layer.log_alpha.detach().cpu().numpy().ravel()
-        arrays[f"log_alpha_hist/{name}"] = np.histogram(la, LOG_ALPHA_BINS)[0].astype(np.int64)
+        arrays[f"log_alpha_hist/{name}"] = np.histogram(la, bins)[0].astype(np.int64)
     tmp = path.with_name(f".{path.name}.tmp.npz")
     np.savez_compressed(tmp, **arrays)
     os.replace(tmp, path)
@@ -184,7 +199,7 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
     data = load_dataset(d["name"], d["root"], d["preprocess"], d["train_size"], device)
     model = build_model(cfg["model"]["name"], m["name"], threshold=m["threshold"],
                         log_sigma2_init=m["log_sigma2_init"], train_clip=m["train_clip"],
-                        clip_noise=m.get("clip_noise"),
+                        clip_noise=m.get("clip_noise"), log_alpha_clip=log_alpha_clip(cfg),
                         init=cfg["model"]["init"], init_std=cfg["model"]["init_std"]).to(device)
     init_info = (init_means(model, cfg["model"]["name"], Path(cfg["model"]["init_from"]))
                  if cfg["model"].get("init_from") and not resume else None)
@@ -214,7 +229,7 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
                  "segments": load_checkpoint(run_dir / CHECKPOINT).get("segments", []),
                  "wall_time": history[-1]["time"],
                  "wall_time_this_process": time.perf_counter() - start, "run_dir": str(run_dir)}
-        save_arrays(model, run_dir / "arrays.npz")
+        save_arrays(model, run_dir / "arrays.npz", log_alpha_clip(cfg))
         atomic_write_json(run_dir / "final.json", final)
         exit_code = 0
     except Interrupted as exc:
