@@ -208,7 +208,7 @@ def test_meets_target_checks_error_compression_sparsity_and_seed_count(runs):
 
 
 def test_variant_records_get_their_own_runs_list_and_stay_out_of_the_table(runs, tmp_path):
-    fake_record(runs, "lenet300_dense_wd", 10, 1.56, 1.0, [0.0, 0.0, 0.0])  # globbed before seed2
+    fake_record(runs, "lenet300_dense_wd", 10, 1.56, 1.0, [0.0, 0.0, 0.0], epochs=100)  # globbed before seed2
     fake_record(runs, "lenet300_dense_wd", 2, 1.61, 1.0, [0.0, 0.0, 0.0])
     paper = load_paper(PAPER)
     rows = write_report(load_records(runs), paper, tmp_path)
@@ -217,7 +217,8 @@ def test_variant_records_get_their_own_runs_list_and_stay_out_of_the_table(runs,
     head, variants = md.split("Variants:")
     assert "lenet300_dense_wd" not in head
     lines = [x for x in variants.splitlines() if x.startswith("| lenet300_dense_wd |")]
-    assert [x.split(" | ")[1:3] for x in lines] == [["2", "1.61"], ["10", "1.56"]]  # seed order, each record's numbers
+    # seed order, each record's own numbers, and a shorter variant says how long it ran
+    assert [x.split(" | ")[1:4] for x in lines] == [["2", "200", "1.61"], ["10", "100", "1.56"]]
     assert "| lenet300_sparsevd |" not in variants  # Table 1 rows are never listed as variants
     assert all(r.key != "lenet300_dense_wd" for r in rows)
     shutil.rmtree(runs / "lenet300_dense_wd")

@@ -219,13 +219,13 @@ def provenance(run: dict) -> tuple[str, str]:
 
 
 def render_runs(rows: list[Row], first: str = "Row") -> str:
-    """One line per record: where and how long it ran, and at which commit(s)."""
-    lines = [f"| {first} | Seed | Error % | Compression | Wall time | Hardware | Commit |", "|---|---|---|---|---|---|---|"]
+    """One line per record: how many epochs, where and how long it ran, and at which commit(s)."""
+    lines = [f"| {first} | Seed | Epochs | Error % | Compression | Wall time | Hardware | Commit |", "|---" * 8 + "|"]
     for row in rows:
         for run in row.runs:
             m, wall = run["metrics"], run.get("wall_time")
             hw, commits = provenance(run)
-            lines.append(f"| {row.key} | {run['seed']} | {m['test_error']:.2f} | {m['compression']:.1f}× | "
+            lines.append(f"| {row.key} | {run['seed']} | {m['epoch']} | {m['test_error']:.2f} | {m['compression']:.1f}× | "
                          f"{DASH if wall is None else f'{wall / 60:.0f} min'} | {hw} | {commits} |")
     return "\n".join(lines) + "\n"
 
