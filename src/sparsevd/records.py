@@ -5,6 +5,8 @@ at any moment leaves either the old file or the new one, never half of one.
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 import os
@@ -131,11 +133,17 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 def load_checkpoint(path: Path) -> dict:
     """Load with ``weights_only=True``: a checkpoint from elsewhere can hold tensors, never code."""
+    return read_checkpoint(path)[0]
+
+
+def read_checkpoint(path: Path) -> tuple[dict, str]:
+    """The checkpoint and the SHA-256 of the very bytes it was loaded from (one read, so they agree)."""
     path = Path(path)
     if not path.exists():
         raise RecordError(f"no checkpoint at {path}; pass resume=<run dir> of a run that saved one")
+    raw = path.read_bytes()
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True), hashlib.sha256(raw).hexdigest()
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RecordError(f"refusing to load {path}: not a plain-tensor checkpoint ({first[:160]}); "

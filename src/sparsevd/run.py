@@ -1,7 +1,6 @@
 """One training run from a resolved config: validate, build, train, record, publish."""
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -20,7 +19,7 @@ from .metrics import effective_weight
 from .models import CLIP_NOISE, INIT_SCHEMES, METHODS, MODELS, build_model, copy_means, svdo_layers, weighted_layers
 from .nn import LOG_ALPHA_CLIP
 from .records import (CHECKPOINT, RecordError, atomic_write_json, atomic_write_text, environment,
-                      load_checkpoint, publish, record_dir)
+                      load_checkpoint, publish, read_checkpoint, record_dir)
 from .tracking import make_tracker
 from .trainer import (LOSS_SCALES, LR_SCHEDULES, Interrupted, TrainConfig, TrainingError, fit,
                       resolve_device, seed_everything, summary_line)
@@ -248,7 +247,7 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
 
 def init_means(model, model_name: str, source: Path) -> dict:
     """Copy θ from the checkpoint of the run in ``source``; returns what the record keeps of it."""
-    state = load_checkpoint(source / CHECKPOINT)
+    state, digest = read_checkpoint(source / CHECKPOINT)
     trained = (state.get("identity") or {}).get("model")
     if trained != model_name:
         raise ConfigError(f"model.init_from={source} holds a {trained} run, not {model_name}; "
@@ -257,7 +256,6 @@ def init_means(model, model_name: str, source: Path) -> dict:
         copied = copy_means(model, state["model"])
     except (ValueError, KeyError) as exc:
         raise ConfigError(f"model.init_from={source}: cannot copy weights ({exc}); pass a run of the same net") from None
-    digest = hashlib.sha256((source / CHECKPOINT).read_bytes()).hexdigest()
     return {"run": str(source), "epoch": state.get("epoch"), "identity": state.get("identity"),
             "checkpoint_sha256": digest, "copied": copied}
 

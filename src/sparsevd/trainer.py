@@ -239,7 +239,7 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, run_dir: Path, *, see
                 finite = torch.isfinite(torch.stack((ce, kl)))
                 first_bad = torch.where(finite, first_bad, first_bad.clamp(max=step))
                 if stop.signum is not None:
-                    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+                    if not _params_finite(model):
                         raise TrainingError(f"interrupted with non-finite parameters in epoch {epoch + 1}; kept the "
                                             f"last good checkpoint {ckpt_path}; lower optim.lr and resume from it")
                     checkpoint(epoch, step + 1, {"perm": perm, "ce_sum": ce_sum, "kl": kl, "first_bad": first_bad})
@@ -269,13 +269,17 @@ def _check_finite(model, train_ce, train_kl, first_bad, epoch, ckpt_path):
         term = "CE and KL" if bad_ce == bad_kl else "CE" if bad_ce < bad_kl else "KL"
         step = min(bad_ce, bad_kl)
         where += f", step {step + 1}" if step < 1 << 62 else ""
-    elif not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+    elif not _params_finite(model):
         term = "parameters"
     else:
         return
     last_good = ckpt_path if ckpt_path.exists() else "none yet"
     raise TrainingError(f"non-finite {term} in {where}; last good checkpoint: {last_good}; "
                         f"lower optim.lr or check the data, then resume from it")
+
+
+def _params_finite(model) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
 def _progress(steps, enabled: bool, desc: str):
