@@ -60,8 +60,9 @@ def test_experiment_rows_carry_the_authors_recipe():
     ("model.init=xavier", "model.init='xavier' must be one of torch|normal|lasagne"),
     ("method.clip_noise=conv", "add method.train_clip=true"),
     ("optim.weight_decay=1e-4", "is for dense baselines; method=sparsevd is regularised by its KL term"),
-    ("method.log_alpha_clip=0", "or a finite number > 0, e.g. 10"),
-    ("method.log_alpha_clip=2", "method.threshold=3.0 must be below method.log_alpha_clip=2"),
+    ("method.log_alpha_clip=0", "method.log_alpha_clip=0 must be null"),
+    ("method.log_alpha_clip=2", "method.threshold=3.0 must not exceed method.log_alpha_clip=2"),
+    ("method.log_alpha_clip=1e9", "method.log_alpha_clip=1000000000.0 must be null"),
 ])
 def test_bad_values_are_rejected(override, needle):
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):

@@ -30,7 +30,7 @@ def run_train(run_dir, *overrides, data_root):
 @pytest.mark.slow
 def test_one_epoch_on_10k_mnist_learns(tmp_path, data_root):
     proc = run_train(tmp_path, "model=lenet300", "method=sparsevd", "trainer.epochs=1",
-                     "data.train_size=10000", "logger=none", data_root=data_root)
+                     "data.train_size=10000", "logger=none", "method.log_alpha_clip=10", data_root=data_root)
     assert proc.returncode == 0, proc.stderr
     final = json.loads((tmp_path / "final.json").read_text())
     assert final["metrics"]["test_error"] < 10.0
@@ -42,6 +42,8 @@ def test_one_epoch_on_10k_mnist_learns(tmp_path, data_root):
     assert "error" in proc.stdout and "compression" in proc.stdout and "sparsity" in proc.stdout
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["epoch"] == 1
+    edges = np.load(tmp_path / "arrays.npz")["bin_edges"]  # the run's clip reached the saved histograms
+    assert edges[0] == -10 and edges[-1] == 10
 
 
 def _metrics(run_dir):
@@ -209,6 +211,11 @@ def test_resume_auto_matches_a_run_saved_before_a_key_was_added(tmp_path):
     (old / "checkpoint.pt").write_bytes(b"")
     assert find_unfinished(tmp_path, cfg) == old
     assert find_unfinished(tmp_path, {**cfg, "model": {"name": "lenet5", "init_from": None}}) is None
+    # method.log_alpha_clip: a saved config without it is the authors' 8, whether now null or an explicit 8
+    (old / "config.yaml").write_text(yaml.safe_dump({**cfg, "method": {"name": "sparsevd"}}))
+    for clip, match in ((None, True), (8.0, True), (10.0, False)):
+        found = find_unfinished(tmp_path, {**cfg, "method": {"name": "sparsevd", "log_alpha_clip": clip}})
+        assert (found == old) is match, clip
 
 
 def test_git_info_names_the_commit_a_process_loaded(tmp_path, monkeypatch):

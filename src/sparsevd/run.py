@@ -26,6 +26,7 @@ from .trainer import (LOSS_SCALES, LR_SCHEDULES, Interrupted, TrainConfig, Train
 
 # Keys that may differ between a run and its resumption without changing what is computed.
 VOLATILE_KEYS = ("resume", "outputs", "logger", "device", "results", "data.root", "trainer.progress")
+MAX_LOG_ALPHA_CLIP = 20.0
 INIT_FROM = "init_from.json"  # where a run keeps which trained run initialised its means
 
 
@@ -65,10 +66,12 @@ def validate(cfg: dict) -> None:
     need(finite(cfg["method"]["threshold"]), f"method.threshold={cfg['method']['threshold']} must be finite, e.g. 3.0")
     need(finite(cfg["method"]["log_sigma2_init"]), "method.log_sigma2_init must be finite, e.g. -10.0")
     clip = log_alpha_clip(cfg)
-    need(finite(clip) and clip > 0, f"method.log_alpha_clip={clip} must be null (the authors' {LOG_ALPHA_CLIP}) "
-                                    f"or a finite number > 0, e.g. 10")
-    need(cfg["method"]["threshold"] < clip, f"method.threshold={cfg['method']['threshold']} must be below "
-                                            f"method.log_alpha_clip={clip}, or no weight is ever pruned")
+    # Above ~20, alpha * theta^2 stops being a variance the float32 LRT path can carry usefully.
+    need(finite(clip) and 0 < clip <= MAX_LOG_ALPHA_CLIP,
+         f"method.log_alpha_clip={clip} must be null (the authors' {LOG_ALPHA_CLIP}) or a number in "
+         f"(0, {MAX_LOG_ALPHA_CLIP}], e.g. 10")
+    need(cfg["method"]["threshold"] <= clip, f"method.threshold={cfg['method']['threshold']} must not exceed "
+                                             f"method.log_alpha_clip={clip}, or no weight is ever pruned")
     clip_noise = cfg["method"].get("clip_noise")
     need(clip_noise in list(CLIP_NOISE), f"method.clip_noise={clip_noise!r} must be null, conv or all")  # list: a list value is unhashable
     need(clip_noise is None or cfg["method"]["train_clip"] or cfg["method"]["name"] == "dense",
@@ -105,6 +108,8 @@ def comparable(cfg: dict) -> dict:
         for p in parents:
             node = node.get(p, {})
         node.pop(leaf, None)
+    if isinstance(out.get("method"), dict) and out["method"].get("log_alpha_clip") == LOG_ALPHA_CLIP:
+        out["method"]["log_alpha_clip"] = None  # an explicit 8 is what null (or a config from before the key) means
     return out
 
 
