@@ -116,3 +116,37 @@ def test_cli_missing_data_and_unwritable_results_write_nothing(tmp_path):
         assert proc.returncode == 2 and needle in proc.stderr and "Traceback" not in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
         assert not run_dir.exists() or not any(run_dir.rglob("*"))
+
+
+# Each variant of a Table 1 row (results/NOTES.md) and the only keys where it may differ from that row.
+VARIANTS = {
+    "lenet300_dense_wd": ("lenet300_dense", {"optim.weight_decay", "loss.scale"}),
+    "lenet5_sparsevd_pretrained": ("lenet5_sparsevd", {"model.init_from"}),
+    "lenet5_sparsevd_lasagne": ("lenet5_sparsevd", {"model.init", "method.clip_noise"}),
+    "lenet5_ard_lasagne": ("lenet5_ard", {"model.init", "method.clip_noise"}),
+    "lenet5_ard_pretrained": ("lenet5_ard", {"model.init_from"}),
+    "lenet5_sparsevd_100ep": ("lenet5_sparsevd", {"trainer.epochs", "kl.start", "kl.warmup", "method.log_alpha_clip"}),
+    "lenet5_sparsevd_no_train_clip": ("lenet5_sparsevd", {"method.train_clip"}),
+    "lenet5_sparsevd_mean_loss": ("lenet5_sparsevd", {"loss.scale"}),
+}
+
+
+def _leaves(cfg, prefix=""):
+    for k, v in cfg.items():
+        yield from _leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_a_variant_changes_only_what_it_says(variant):
+    """A variant is its row plus the named changes; anything else would confound the comparison."""
+    row, allowed = VARIANTS[variant]
+    a = dict(_leaves(composed(f"experiment={row}")))
+    b = dict(_leaves(composed(f"experiment={variant}", *(["model.init_from=/some/run"] if "pretrained" in variant else []))))
+    changed = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)} - {"name", "logger.group"}  # both follow the name
+    assert changed == allowed
+
+
+def test_every_variant_experiment_is_listed():
+    """An experiment named <row>_<change> must be in VARIANTS, so the test above checks it."""
+    rows = {p.stem for p in (CONFIGS / "experiment").glob("*.yaml")} - set(VARIANTS)
+    assert not [r for r in rows if any(r.startswith(f"{row}_") for row in rows)]
