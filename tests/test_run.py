@@ -42,7 +42,7 @@ def test_one_epoch_on_10k_mnist_learns(tmp_path, data_root):
     assert "error" in proc.stdout and "compression" in proc.stdout and "sparsity" in proc.stdout
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["epoch"] == 1
-    edges = np.load(tmp_path / "arrays.npz")["bin_edges"]  # the run's clip reached the saved histograms
+    edges = np.load(tmp_path / "arrays.npz")["bin_edges"]  # the bins come from the layers: the clip reached the model
     assert edges[0] == -10 and edges[-1] == 10
 
 
@@ -249,7 +249,7 @@ def test_log_alpha_histograms_span_the_runs_clip_and_lose_no_weight(tmp_path):
     model = build_model("lenet300", "sparsevd", log_alpha_clip=10.0)
     with torch.no_grad():
         model.fc1.log_sigma2.fill_(5.0)  # theta ~ 0.05: raw log alpha ~ 11, clipped to 10
-    save_arrays(model, tmp_path / "arrays.npz", 10.0)
+    save_arrays(model, tmp_path / "arrays.npz")
     arrays = np.load(tmp_path / "arrays.npz")
     assert arrays["bin_edges"][0] == -10 and arrays["bin_edges"][-1] == 10
     assert arrays["log_alpha_hist/fc1"].sum() == model.fc1.weight.numel()

@@ -148,11 +148,12 @@ def log_alpha_clip(cfg: dict) -> float:
     return LOG_ALPHA_CLIP if clip is None else clip
 
 
-def save_arrays(model, path: Path, clip: float = LOG_ALPHA_CLIP) -> None:
+def save_arrays(model, path: Path) -> None:
     """Compact per-layer log-alpha histograms and per-input surviving-weight counts, for the figures.
 
-    The bins are 0.2 wide over the clip range, so the clipped mass sits in the two end bins.
+    The bins span the layers' own log-alpha clip, so the clipped mass sits in the two end bins.
     """
+    clip = max((layer.log_alpha_clip for layer in svdo_layers(model)), default=LOG_ALPHA_CLIP)
     bins = np.linspace(-clip, clip, max(round(10 * clip), 1) + 1)
     arrays = {"bin_edges": bins}
     for name, layer in weighted_layers(model).items():
@@ -233,7 +234,7 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
                  "segments": load_checkpoint(run_dir / CHECKPOINT).get("segments", []),
                  "wall_time": history[-1]["time"],
                  "wall_time_this_process": time.perf_counter() - start, "run_dir": str(run_dir)}
-        save_arrays(model, run_dir / "arrays.npz", log_alpha_clip(cfg))
+        save_arrays(model, run_dir / "arrays.npz")
         atomic_write_json(run_dir / "final.json", final)
         exit_code = 0
     except Interrupted as exc:
