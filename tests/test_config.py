@@ -129,6 +129,7 @@ VARIANTS = {
     "lenet5_sparsevd_no_train_clip": ("lenet5_sparsevd", {"method.train_clip"}),
     "lenet5_sparsevd_mean_loss": ("lenet5_sparsevd", {"loss.scale"}),
     "lenet5_sparsevd_lr_const_then_linear": ("lenet5_sparsevd", {"optim.schedule"}),
+    "lenet5_ard_lr_const_then_linear": ("lenet5_ard", {"optim.schedule"}),
     "lenet5_sparsevd_log_sigma2_init": ("lenet5_sparsevd", {"method.log_sigma2_init"}),
 }
 
