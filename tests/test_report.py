@@ -1,4 +1,6 @@
 """The report on fabricated records: cells, mean/std, delta, marks, missing and corrupt rows."""
+import csv
+import io
 import json
 import shutil
 import subprocess
@@ -9,7 +11,7 @@ import numpy as np
 import pytest
 
 from sparsevd.report import (README_END, README_START, build_rows, load_paper, load_records,
-                             records_from_wandb, render_markdown, write_report)
+                             records_from_wandb, render_csv, render_markdown, write_report)
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = REPO / "results" / "paper.yaml"
@@ -196,6 +198,11 @@ def test_meets_target_checks_error_compression_sparsity_and_seed_count(runs):
     md = render_markdown(build_rows(load_records(runs), paper), paper)
     last = {m: table_line(md, "LeNet-300-100", m).rstrip(" |").split(" | ")[-1] for m in ("SparseVD", "original", "ARD")}
     assert last == {"SparseVD": "✓", "original": "✗ (2/3 seeds)", "ARD": "✗ (1/3 seeds)"}
+    # The CSV keeps the count too, so a verdict on too few seeds reads as provisional there as well.
+    lines = list(csv.DictReader(io.StringIO(render_csv(build_rows(load_records(runs), paper), paper))))
+    ard = next(r for r in lines if r["row"] == "lenet300_ard")
+    assert (ard["seeds"], ard["meets_target"], ard["target_seeds"]) == ("1", "no", "3")
+    assert next(r for r in lines if r["row"] == "fashion_lenet300_sparsevd")["target_seeds"] == ""  # no target
     assert "lenet5_sparsevd error ≤ 0.80 %, ≥ 280×" in md
     # One layer below the paper's sparsity is enough to miss, even with error and compression met.
     for seed in range(3):

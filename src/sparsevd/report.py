@@ -233,10 +233,11 @@ def render_runs(rows: list[Row], first: str = "Row") -> str:
 def render_csv(rows: list[Row], paper: dict) -> str:
     buf = io.StringIO()
     fields = ["row", "network", "method", "seeds", "epochs", "paper_error", "error_mean", "error_std",
-              "paper_compression", "compression_mean", "compression_std", "sparsity_mean", "within_tolerance", "meets_target"]
+              "paper_compression", "compression_mean", "compression_std", "sparsity_mean", "within_tolerance", "meets_target", "target_seeds"]
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for r in rows:
+        target = paper.get("targets", {}).get(r.key)
         writer.writerow({
             "row": r.key, "network": r.network, "method": r.method, "seeds": r.n,
             "epochs": ",".join(map(str, r.epochs())), "paper_error": r.paper.get("error", ""),
@@ -245,7 +246,9 @@ def render_csv(rows: list[Row], paper: dict) -> str:
             "compression_mean": _round(r.mean("compression")), "compression_std": _round(r.std("compression")),
             "sparsity_mean": "-".join(f"{v:.2f}" for v in r.sparsity()) if r.runs else "",
             "within_tolerance": {"✓": "yes", "✗": "no"}.get(verdict(r, paper["tolerance"]), ""),
-            "meets_target": {"✓": "yes", "✗": "no"}.get(meets_target(r, paper.get("targets", {}).get(r.key))[:1], ""),
+            "meets_target": {"✓": "yes", "✗": "no"}.get(meets_target(r, target)[:1], ""),
+            # the seeds the verdict needs: with fewer (seeds < target_seeds) it is the verdict so far
+            "target_seeds": target.get("seeds", 1) if target else "",
         })
     return buf.getvalue()
 
