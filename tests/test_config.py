@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -153,3 +154,29 @@ def test_every_variant_experiment_is_listed():
     """An experiment named <row>_<change> must be in VARIANTS, so the test above checks it."""
     rows = {p.stem for p in (CONFIGS / "experiment").glob("*.yaml")} - set(VARIANTS)
     assert not [r for r in rows if any(r.startswith(f"{row}_") for row in rows)]
+
+
+# Keys a record may hold that say where and how it ran, not what it computed.
+RUN_PLACE = {"name", "seed", "resume", "outputs", "device", "results", "logger"}
+RUNS = Path(__file__).resolve().parents[1] / "results" / "runs"
+
+
+def _what_it_computes(cfg: dict) -> dict:
+    def drop_null(d):  # an option added after a record was written defaults to null, which means "off"
+        return {k: drop_null(v) if isinstance(v, dict) else v for k, v in d.items() if v is not None}
+    out = drop_null({k: v for k, v in cfg.items() if k not in RUN_PLACE and k != "hydra"})
+    out["trainer"].pop("progress", None)
+    if out["model"].get("init_from"):  # a *_pretrained run names its dense run on the command line
+        out["model"]["init_from"] = "<given>"
+    return out
+
+
+@pytest.mark.parametrize("record", sorted(p.parent.relative_to(RUNS).as_posix() for p in RUNS.glob("*/seed*/config.yaml")))
+def test_every_committed_record_composes_from_its_experiment_config(record):
+    """results/runs/<experiment>/seed<k> must be what experiment=<experiment> runs today: a row or variant
+    config edited after its records were made would otherwise leave numbers the configs no longer produce."""
+    saved = yaml.safe_load((RUNS / record / "config.yaml").read_text())
+    experiment = record.split("/")[0]
+    now = composed(f"experiment={experiment}", f"seed={saved['seed']}",
+                   *(["model.init_from=/some/run"] if experiment.endswith("_pretrained") else []))
+    assert _what_it_computes(saved) == _what_it_computes(now)
