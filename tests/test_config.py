@@ -21,10 +21,14 @@ def composed(*overrides):
     return OmegaConf.to_container(cfg, resolve=True)
 
 
+def init_from(option: str) -> list[str]:
+    """A *_pretrained experiment needs a trained run's folder, which any string passes at compose time."""
+    return ["model.init_from=/some/run"] if option.endswith("_pretrained") else []
+
+
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_option_composes_and_validates(group, option):
-    # A *_pretrained variant needs a trained run's folder, which any string passes at this stage.
-    cfg = composed(f"{group}={option}", *(["model.init_from=/some/run"] if option.endswith("_pretrained") else []))
+    cfg = composed(f"{group}={option}", *init_from(option))
     validate(cfg)
     if group in ("model", "data", "method"):
         assert cfg[group]["name"] == option
@@ -146,7 +150,7 @@ def test_a_variant_changes_only_what_it_says(variant):
     """A variant is its row plus the named changes; anything else would confound the comparison."""
     row, allowed = VARIANTS[variant]
     a = dict(_leaves(composed(f"experiment={row}")))
-    b = dict(_leaves(composed(f"experiment={variant}", *(["model.init_from=/some/run"] if "pretrained" in variant else []))))
+    b = dict(_leaves(composed(f"experiment={variant}", *init_from(variant))))
     changed = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)} - {"name", "logger.group"}  # both follow the name
     assert changed == allowed
 
@@ -178,6 +182,5 @@ def test_every_committed_record_composes_from_its_experiment_config(record):
     config edited after its records were made would otherwise leave numbers the configs no longer produce."""
     saved = yaml.safe_load((RUNS / record / "config.yaml").read_text())
     experiment = record.split("/")[0]
-    now = composed(f"experiment={experiment}", f"seed={saved['seed']}",
-                   *(["model.init_from=/some/run"] if experiment.endswith("_pretrained") else []))
+    now = composed(f"experiment={experiment}", f"seed={saved['seed']}", *init_from(experiment))
     assert _what_it_computes(saved) == _what_it_computes(now)

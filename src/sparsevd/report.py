@@ -112,6 +112,11 @@ def verdict(row: Row, tol: dict) -> str:
     return "✓" if ok else "✗"
 
 
+def seeds_needed(target: dict) -> int:
+    """How many seeds a target's verdict needs (results/paper.yaml ``targets``; one unless it says)."""
+    return target.get("seeds", 1)
+
+
 def meets_target(row: Row, target: dict | None) -> str:
     """✓/✗ against issue #6's bar (results/paper.yaml ``targets``), — without runs or a target."""
     if not row.runs or not target:
@@ -121,14 +126,14 @@ def meets_target(row: Row, target: dict | None) -> str:
         ok &= row.mean("compression") >= target["compression"]
     if "sparsity" in target:
         ok &= all(ours >= bar for ours, bar in zip(row.sparsity(), target["sparsity"]))
-    need = target.get("seeds", 1)
+    need = seeds_needed(target)
     return ("✓" if ok else "✗") + (f" ({row.n}/{need} seeds)" if row.n < need else "")
 
 
 def _target_text(key: str, t: dict) -> str:
     parts = [f"error ≤ {t['error']:.2f} %"] + ([f"≥ {t['compression']:g}×"] if "compression" in t else [])
     parts += [f"sparsity ≥ {'-'.join(f'{v:g}' for v in t['sparsity'])}"] if "sparsity" in t else []
-    parts += [f"{t['seeds']} seeds"] if t.get("seeds", 1) > 1 else []
+    parts += [f"{t['seeds']} seeds"] if seeds_needed(t) > 1 else []
     return f"{key} {', '.join(parts)}"
 
 
@@ -248,7 +253,7 @@ def render_csv(rows: list[Row], paper: dict) -> str:
             "within_tolerance": {"✓": "yes", "✗": "no"}.get(verdict(r, paper["tolerance"]), ""),
             "meets_target": {"✓": "yes", "✗": "no"}.get(meets_target(r, target)[:1], ""),
             # the seeds the verdict needs: with fewer (seeds < target_seeds) it is the verdict so far
-            "target_seeds": target.get("seeds", 1) if target else "",
+            "target_seeds": seeds_needed(target) if target else "",
         })
     return buf.getvalue()
 
