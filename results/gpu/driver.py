@@ -12,12 +12,12 @@ RUNS, RES, LOGS = Path("/tmp/runs"), Path("/tmp/res"), Path("/tmp/logs")
 # Every job starts at once (MPS); a LeNet-5 run will not finish in one lease, so every unfinished
 # run comes back with its checkpoint and is resumed elsewhere with the same overrides.
 DENSE = "model.init_from=outputs/lenet5_dense/seed1/2026-11-27_02-20-20-301427"   # carried, same relative path
-# The lists: what issue #6 still needs as of session 8 (a third seed of the LeNet-5 SparseVD row, whose
-# schedule met the targets on two seeds, the ARD twin of that schedule, then the untried LeNet-5 variants).
+# The lists: what issue #6 still needs as of session 9 (a third seed of the LeNet-5 SparseVD row, more seeds
+# of the ARD twin of its schedule, whose seed 0 is committed, then the untried LeNet-5 variants).
 ESSENTIAL = [("lenet5_sparsevd", 2),
-             ("lenet5_ard_lr_const_then_linear", 0), ("lenet5_ard_lr_const_then_linear", 1),
-             ("lenet5_ard_lr_const_then_linear", 2), ("lenet5_sparsevd_no_train_clip", 0),
-             ("lenet5_sparsevd_log_sigma2_init", 0), ("lenet5_sparsevd_mean_loss", 0)]
+             ("lenet5_ard_lr_const_then_linear", 1), ("lenet5_ard_lr_const_then_linear", 2),
+             ("lenet5_sparsevd_no_train_clip", 0), ("lenet5_sparsevd_log_sigma2_init", 0),
+             ("lenet5_sparsevd_mean_loss", 0), ("lenet5_ard_lasagne", 0)]
 EXTRA = []
 ROW_ARGS = {"lenet5_sparsevd_pretrained": [DENSE], "lenet5_ard_pretrained": [DENSE]}
 
