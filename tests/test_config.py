@@ -8,6 +8,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from sparsevd.records import upgrade_config
 from sparsevd.run import ConfigError, validate
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -180,7 +181,7 @@ def _what_it_computes(cfg: dict) -> dict:
 def test_every_committed_record_composes_from_its_experiment_config(record):
     """results/runs/<experiment>/seed<k> must be what experiment=<experiment> runs today: a row or variant
     config edited after its records were made would otherwise leave numbers the configs no longer produce."""
-    saved = yaml.safe_load((RUNS / record / "config.yaml").read_text())
+    saved = upgrade_config(yaml.safe_load((RUNS / record / "config.yaml").read_text()))
     experiment = record.split("/")[0]
     now = composed(f"experiment={experiment}", f"seed={saved['seed']}", *init_from(experiment))
     assert _what_it_computes(saved) == _what_it_computes(now)

@@ -36,6 +36,8 @@ class Dataset:
     y_train: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
+    x_val: torch.Tensor | None = None  # held out of the training images (data.val_size), else None
+    y_val: torch.Tensor | None = None
 
     @property
     def num_train(self) -> int:
@@ -86,18 +88,26 @@ def preprocess(x_uint8: torch.Tensor, how: str, mean_image: torch.Tensor | None 
 
 
 def load_dataset(name: str, root: str | os.PathLike = "data", preprocessing: str = "authors",
-                 train_size: int | None = None, device: str | torch.device = "cpu") -> Dataset:
-    """Load a whole dataset as float tensors (N, 1, 28, 28) on ``device``."""
+                 train_size: int | None = None, device: str | torch.device = "cpu", val_size: int = 0) -> Dataset:
+    """Load a whole dataset as float tensors (N, 1, 28, 28) on ``device``.
+
+    ``val_size`` holds out the last that many of the 60,000 training images as a validation set (a
+    fixed split, the same for every seed); ``train_size`` then takes the first N of the rest. The
+    authors' mean image is taken over the training images actually trained on.
+    """
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose data=mnist or data=fashion_mnist")
     if preprocessing not in PREPROCESSING:
         raise DataError(f"unknown data.preprocess {preprocessing!r}; choose one of {PREPROCESSING}")
-    if train_size is not None and not 0 < int(train_size) <= NUM_TRAIN:
-        raise DataError(f"data.train_size={train_size} is out of range; use 1..{NUM_TRAIN} or null for all")
+    if not 0 <= int(val_size) < NUM_TRAIN:
+        raise DataError(f"data.val_size={val_size} is out of range; use 0..{NUM_TRAIN - 1}")
+    if train_size is not None and not 0 < int(train_size) <= NUM_TRAIN - val_size:
+        raise DataError(f"data.train_size={train_size} is out of range; use 1..{NUM_TRAIN - val_size} or null for all")
     root = data_root(root)
     check_raw_files(root, name)
     train, test = _torchvision_set(root, name, True), _torchvision_set(root, name, False)
-    x_train, y_train = train.data, train.targets
+    x_train, y_train = train.data[:NUM_TRAIN - val_size], train.targets[:NUM_TRAIN - val_size]
+    x_val, y_val = train.data[NUM_TRAIN - val_size:], train.targets[NUM_TRAIN - val_size:]
     if train_size is not None:
         x_train, y_train = x_train[:train_size], y_train[:train_size]
     mean_image = x_train.float().div(256.0).mean(0, keepdim=True).unsqueeze(1)
@@ -106,10 +116,7 @@ def load_dataset(name: str, root: str | os.PathLike = "data", preprocessing: str
         y_train=y_train.long().to(device),
         x_test=preprocess(test.data, preprocessing, mean_image).to(device),
         y_test=test.targets.long().to(device),
+        x_val=preprocess(x_val, preprocessing, mean_image).to(device) if val_size else None,
+        y_val=y_val.long().to(device) if val_size else None,
     )
 
-
-def batches(num: int, batch_size: int, generator: torch.Generator, device) -> list[torch.Tensor]:
-    """Shuffled index batches for one epoch; the last, smaller batch is kept."""
-    perm = torch.randperm(num, generator=generator).to(device)
-    return list(perm.split(batch_size))

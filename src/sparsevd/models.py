@@ -158,6 +158,15 @@ def build_model(name: str, method: str = "sparsevd", *, threshold: float = 3.0,
     return model
 
 
+def build_from_config(cfg: dict) -> nn.Module:
+    """The network a resolved run config (``config.yaml`` of a run or record) trains, freshly initialised."""
+    m, clip = cfg["method"], cfg["method"].get("log_alpha_clip")
+    return build_model(cfg["model"]["name"], m["name"], threshold=m["threshold"],
+                       log_sigma2_init=m["log_sigma2_init"], train_clip=m["train_clip"],
+                       clip_noise=m.get("clip_noise"), log_alpha_clip=LOG_ALPHA_CLIP if clip is None else clip,
+                       init=cfg["model"]["init"], init_std=cfg["model"]["init_std"])
+
+
 def copy_means(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
     """Set every weight/bias (the posterior means θ) from ``state``, a trained run's state dict.
 

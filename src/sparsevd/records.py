@@ -51,6 +51,10 @@ def atomic_write_text(path: Path, text: str) -> None:
     _atomic_write(path, lambda f: f.write(text.encode()))
 
 
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    _atomic_write(path, lambda f: f.write(data))
+
+
 def _finite_json(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         raise RecordError(f"refusing to write a non-finite number ({obj}) into a record")
@@ -150,6 +154,22 @@ def read_checkpoint(path: Path) -> tuple[dict, str]:
                           f"only checkpoints written by sparsevd can be resumed") from None
 
 
+# Options added after records were first written, with the value that reproduces those records.
+ADDED_OPTIONS = {"data.val_size": 0}
+
+
+def upgrade_config(cfg: dict) -> dict:
+    """A copy of a saved config with every option added since it was written set to its old meaning."""
+    out = json.loads(json.dumps(cfg))
+    for dotted, value in ADDED_OPTIONS.items():
+        *parents, leaf = dotted.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node.setdefault(leaf, value)
+    return out
+
+
 def record_dir(results_dir: Path, name: str, seed: int) -> Path:
     return Path(results_dir) / name / f"seed{seed}"
 
@@ -186,7 +206,7 @@ def publish(run_dir: Path, dest: Path, force: bool = False) -> Path:
     if (dest / "final.json").exists() and not force:
         raise RecordError(f"{dest} already holds a record; re-run with FORCE=1 "
                           f"(results.force=true) to replace it")
-    extras = [f for f in ("arrays.npz",) if (run_dir / f).exists()]
+    extras = [f for f in ("arrays.npz", "weights.safetensors") if (run_dir / f).exists()]
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))

@@ -16,11 +16,12 @@ import yaml
 
 from .data import DATASETS, NUM_TRAIN, PREPROCESSING, DataError, load_dataset
 from .metrics import effective_weight
-from .models import CLIP_NOISE, INIT_SCHEMES, METHODS, MODELS, build_model, copy_means, svdo_layers, weighted_layers
+from .models import CLIP_NOISE, INIT_SCHEMES, METHODS, MODELS, build_from_config, copy_means, svdo_layers, weighted_layers
 from .nn import LOG_ALPHA_CLIP
 from .records import (CHECKPOINT, RecordError, atomic_write_json, atomic_write_text, environment,
-                      load_checkpoint, publish, read_checkpoint, record_dir)
+                      load_checkpoint, publish, read_checkpoint, record_dir, upgrade_config)
 from .tracking import make_tracker
+from .weights import WEIGHTS, save_weights
 from .trainer import (LOSS_SCALES, LR_SCHEDULES, Interrupted, TrainConfig, TrainingError, fit,
                       resolve_device, seed_everything, summary_line)
 
@@ -56,13 +57,14 @@ def validate(cfg: dict) -> None:
     need(cfg["method"]["name"] in METHODS, f"unknown method {cfg['method']['name']!r}; use method={'|'.join(METHODS)}")
     need(cfg["data"]["name"] in DATASETS, f"unknown data {cfg['data']['name']!r}; use data={'|'.join(DATASETS)}")
     need(cfg["logger"]["name"] in ("wandb", "none"), f"unknown logger {cfg['logger']['name']!r}; use logger=wandb|none")
-    tr, size = cfg["trainer"], cfg["data"]["train_size"]
+    tr, size, val = cfg["trainer"], cfg["data"]["train_size"], cfg["data"]["val_size"]
     for key in ("epochs", "batch_size", "eval_every", "checkpoint_every"):
         need(is_int(tr[key]) and tr[key] >= 1, f"trainer.{key}={tr[key]} must be a whole number >= 1")
-    need(size is None or (is_int(size) and 1 <= size <= NUM_TRAIN),
-         f"data.train_size={size} is out of range; use 1..{NUM_TRAIN} or null for all")
-    need(tr["batch_size"] <= (size or NUM_TRAIN),
-         f"trainer.batch_size={tr['batch_size']} is larger than the {size or NUM_TRAIN} training examples")
+    need(is_int(val) and 0 <= val < NUM_TRAIN, f"data.val_size={val} is out of range; use 0..{NUM_TRAIN - 1}")
+    need(size is None or (is_int(size) and 1 <= size <= NUM_TRAIN - val),
+         f"data.train_size={size} is out of range; use 1..{NUM_TRAIN - val} or null for all")
+    need(tr["batch_size"] <= (size or NUM_TRAIN - val),
+         f"trainer.batch_size={tr['batch_size']} is larger than the {size or NUM_TRAIN - val} training examples")
     need(finite(cfg["method"]["threshold"]), f"method.threshold={cfg['method']['threshold']} must be finite, e.g. 3.0")
     need(finite(cfg["method"]["log_sigma2_init"]), "method.log_sigma2_init must be finite, e.g. -10.0")
     clip = log_alpha_clip(cfg)
@@ -101,7 +103,7 @@ def validate(cfg: dict) -> None:
 
 def comparable(cfg: dict) -> dict:
     """The config without the keys that may change across a resume."""
-    out = yaml.safe_load(yaml.safe_dump(cfg))
+    out = upgrade_config(cfg)
     for dotted in VOLATILE_KEYS:
         *parents, leaf = dotted.split(".")
         node = out
@@ -201,11 +203,8 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
     env = environment(device)  # at start: the code that runs is the code this SHA names
     seed_everything(seed)
     m, d = cfg["method"], cfg["data"]
-    data = load_dataset(d["name"], d["root"], d["preprocess"], d["train_size"], device)
-    model = build_model(cfg["model"]["name"], m["name"], threshold=m["threshold"],
-                        log_sigma2_init=m["log_sigma2_init"], train_clip=m["train_clip"],
-                        clip_noise=m.get("clip_noise"), log_alpha_clip=log_alpha_clip(cfg),
-                        init=cfg["model"]["init"], init_std=cfg["model"]["init_std"]).to(device)
+    data = load_dataset(d["name"], d["root"], d["preprocess"], d["train_size"], device, d["val_size"])
+    model = build_from_config(cfg).to(device)
     init_info = (init_means(model, cfg["model"]["name"], Path(cfg["model"]["init_from"]))
                  if cfg["model"].get("init_from") and not resume else None)
     tc = TrainConfig(epochs=cfg["trainer"]["epochs"], batch_size=cfg["trainer"]["batch_size"],
@@ -235,6 +234,7 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
                  "wall_time": history[-1]["time"],
                  "wall_time_this_process": time.perf_counter() - start, "run_dir": str(run_dir)}
         save_arrays(model, run_dir / "arrays.npz")
+        save_weights(model, run_dir / WEIGHTS)
         atomic_write_json(run_dir / "final.json", final)
         exit_code = 0
     except Interrupted as exc:

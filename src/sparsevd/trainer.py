@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import Dataset, batches
-from .metrics import evaluate
+from .data import Dataset
+from .metrics import evaluate, test_error
 from .models import svdo_layers, total_kl
 from .records import CHECKPOINT, RecordError, load_checkpoint, save_checkpoint, write_jsonl
 
@@ -253,6 +253,8 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, run_dir: Path, *, see
                 row = {"epoch": epoch + 1, "train_ce": train_ce, "train_kl": train_kl,
                        "train_kl_per_sample": train_kl / n, "kl_weight": beta, "lr": lr,
                        "time": wall + time.perf_counter() - t0, **evaluate(model, data.x_test, data.y_test)}
+                if data.x_val is not None:
+                    row["val_error"] = test_error(model, data.x_val, data.y_val)
                 history.append(row)
                 write_jsonl(run_dir / "metrics.jsonl", history)
                 if on_eval is not None:
