@@ -87,6 +87,32 @@ def preprocess(x_uint8: torch.Tensor, how: str, mean_image: torch.Tensor | None 
     raise ValueError(f"data.preprocess must be one of {PREPROCESSING}, got {how!r}")
 
 
+def _check_sizes(train_size, val_size) -> None:
+    if not 0 <= int(val_size) < NUM_TRAIN:
+        raise DataError(f"data.val_size={val_size} is out of range; use 0..{NUM_TRAIN - 1}")
+    if train_size is not None and not 0 < int(train_size) <= NUM_TRAIN - val_size:
+        raise DataError(f"data.train_size={train_size} is out of range; use 1..{NUM_TRAIN - val_size} or null for all")
+
+
+def _raw_sets(name: str, root, train_size, val_size):
+    """(train, val, test) as (uint8 images, labels) pairs, split as load_dataset documents."""
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; choose data=mnist or data=fashion_mnist")
+    _check_sizes(train_size, val_size)
+    root = data_root(root)
+    check_raw_files(root, name)
+    train, test = _torchvision_set(root, name, True), _torchvision_set(root, name, False)
+    cut = NUM_TRAIN - val_size
+    x_train, y_train = train.data[:cut], train.targets[:cut]
+    if train_size is not None:
+        x_train, y_train = x_train[:train_size], y_train[:train_size]
+    return (x_train, y_train), (train.data[cut:], train.targets[cut:]), (test.data, test.targets)
+
+
+def _mean_image(x_train_uint8: torch.Tensor) -> torch.Tensor:
+    return x_train_uint8.float().div(256.0).mean(0, keepdim=True).unsqueeze(1)
+
+
 def load_dataset(name: str, root: str | os.PathLike = "data", preprocessing: str = "authors",
                  train_size: int | None = None, device: str | torch.device = "cpu", val_size: int = 0) -> Dataset:
     """Load a whole dataset as float tensors (N, 1, 28, 28) on ``device``.
@@ -95,28 +121,30 @@ def load_dataset(name: str, root: str | os.PathLike = "data", preprocessing: str
     fixed split, the same for every seed); ``train_size`` then takes the first N of the rest. The
     authors' mean image is taken over the training images actually trained on.
     """
-    if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; choose data=mnist or data=fashion_mnist")
     if preprocessing not in PREPROCESSING:
         raise DataError(f"unknown data.preprocess {preprocessing!r}; choose one of {PREPROCESSING}")
-    if not 0 <= int(val_size) < NUM_TRAIN:
-        raise DataError(f"data.val_size={val_size} is out of range; use 0..{NUM_TRAIN - 1}")
-    if train_size is not None and not 0 < int(train_size) <= NUM_TRAIN - val_size:
-        raise DataError(f"data.train_size={train_size} is out of range; use 1..{NUM_TRAIN - val_size} or null for all")
-    root = data_root(root)
-    check_raw_files(root, name)
-    train, test = _torchvision_set(root, name, True), _torchvision_set(root, name, False)
-    x_train, y_train = train.data[:NUM_TRAIN - val_size], train.targets[:NUM_TRAIN - val_size]
-    x_val, y_val = train.data[NUM_TRAIN - val_size:], train.targets[NUM_TRAIN - val_size:]
-    if train_size is not None:
-        x_train, y_train = x_train[:train_size], y_train[:train_size]
-    mean_image = x_train.float().div(256.0).mean(0, keepdim=True).unsqueeze(1)
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = _raw_sets(name, root, train_size, val_size)
+    mean_image = _mean_image(x_train)
     return Dataset(
         x_train=preprocess(x_train, preprocessing, mean_image).to(device),
         y_train=y_train.long().to(device),
-        x_test=preprocess(test.data, preprocessing, mean_image).to(device),
-        y_test=test.targets.long().to(device),
+        x_test=preprocess(x_test, preprocessing, mean_image).to(device),
+        y_test=y_test.long().to(device),
         x_val=preprocess(x_val, preprocessing, mean_image).to(device) if val_size else None,
         y_val=y_val.long().to(device) if val_size else None,
     )
 
+
+def raw_input(data_cfg: dict) -> tuple[float, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For raw images u = pixels / 255 in [0, 1]: (scale, mean) with preprocess(pixels) = scale * u - mean,
+    and the raw test images and labels. ``data_cfg`` is a run's ``data`` config."""
+    how = data_cfg["preprocess"]
+    if how not in PREPROCESSING:
+        raise DataError(f"unknown data.preprocess {how!r}; choose one of {PREPROCESSING}")
+    (x_train, _), _, (x_test, y_test) = _raw_sets(data_cfg["name"], data_cfg["root"], data_cfg.get("train_size"),
+                                                  data_cfg.get("val_size", 0))
+    if how == "authors":
+        scale, mean = 255.0 / 256.0, _mean_image(x_train)[0]
+    else:
+        scale, mean = 1.0 / 0.3081, torch.full((1, 1, 1), 0.1307 / 0.3081)
+    return scale, mean, x_test.float().div(255.0).unsqueeze(1), y_test.long()

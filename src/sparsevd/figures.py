@@ -114,3 +114,24 @@ def make_all(rows: list[Row], out: Path) -> list[Path]:
     made = [curves(rows, out), sparsity_bars(rows, out)]
     made += log_alpha_histograms(rows, out) + input_masks(rows, out)
     return [p for p in made if p is not None]
+
+
+def threshold_curves(sweeps: dict[str, list[dict]], out: Path, net: str) -> Path:
+    """Test error against compression as the threshold moves, one line per record, threshold 3 marked."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for label, rows in sweeps.items():
+        x = [r["compression"] for r in rows]
+        y = [r["test_error"] for r in rows]
+        (line,) = ax.plot(x, y, marker=".", label=label)
+        at3 = [r for r in rows if r["threshold"] == 3.0]
+        if at3:
+            ax.plot(at3[0]["compression"], at3[0]["test_error"], "o", ms=10, mfc="none", color=line.get_color())
+            ax.annotate("log α = 3", (at3[0]["compression"], at3[0]["test_error"]), textcoords="offset points",
+                        xytext=(6, 6), fontsize=8, color=line.get_color())
+    ax.set_xscale("log")
+    ax.set_xlabel("compression (weights / nonzero weights), log scale")
+    ax.set_ylabel("test error (%)")
+    ax.set_title(f"{net}: threshold on log α from -1 (left) to the clip (right)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, out / f"threshold_{net}.png")

@@ -1,0 +1,53 @@
+"""Bytes and threshold trade-off of every sparse record that holds weights, measured on the test set.
+
+    python scripts/compress.py        # writes results/compression.{md,csv}, results/threshold.csv,
+                                      # results/figures/threshold_<net>.png and the README's bytes block
+
+For each record: the exported file stage by stage (pruning only; + index coding; + value
+quantization, the default export), and the test error and compression at thresholds on log alpha
+from -1 to the clip in steps of 0.5, without retraining.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+from sparsevd.deploy import (BYTES_END, BYTES_START, records_with_weights, render_bytes, render_csv,
+                             stage_table, threshold_sweep)
+from sparsevd.figures import threshold_curves
+from sparsevd.records import atomic_write_text
+from sparsevd.report import update_readme
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=Path, default=Path("results/runs"))
+    p.add_argument("--out", type=Path, default=Path("results"))
+    p.add_argument("--readme", default="README.md", help="README whose bytes block to rewrite ('' to skip)")
+    args = p.parse_args(argv)
+    folders = records_with_weights(args.runs)
+    if not folders:
+        print(f"error: no sparse record with weights under {args.runs}; train a row first (make reproduce)",
+              file=sys.stderr)
+        return 2
+    table, sweep, by_net = [], [], {}
+    for folder in folders:
+        row, seed = folder.parent.name, int(folder.name[4:])
+        print(f"{row} seed {seed} ...", file=sys.stderr, flush=True)
+        table += [{"row": row, "seed": seed, **r} for r in stage_table(folder)]
+        rows, cfg = threshold_sweep(folder)
+        sweep += [{"row": row, "seed": seed, **r} for r in rows]
+        by_net.setdefault(f"{cfg['data']['name']}_{cfg['model']['name']}", {})[f"{row} seed {seed}"] = rows
+    md = render_bytes(table)
+    atomic_write_text(args.out / "compression.md", md)
+    atomic_write_text(args.out / "compression.csv", render_csv(table))
+    atomic_write_text(args.out / "threshold.csv", render_csv(sweep))
+    for net, sweeps in by_net.items():
+        threshold_curves(sweeps, args.out / "figures", net.removeprefix("mnist_"))
+    if args.readme and not update_readme(Path(args.readme), md, BYTES_START, BYTES_END):
+        print(f"note: {args.readme} has no {BYTES_START} markers; README not updated", file=sys.stderr)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

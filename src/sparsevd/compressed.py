@@ -1,0 +1,249 @@
+"""Read a compressed SparseVD file (``*.svd``) into a plain, fast ``torch.nn.Module``.
+
+This module is self-contained: it imports only the standard library and torch, runs no pickle,
+and can be copied out of the package to load an exported network anywhere.
+
+File layout: ``SVDX`` | format version (1 byte) | codec (1 byte: 0 none, 1 LZMA) | payload.
+The payload is a 4-byte little-endian header length, a JSON header, then the byte streams the header
+lists, in order. The header describes the network as a chain of ops on a raw image in [0, 1]:
+``input`` (scale and optional mean image), ``linear`` / ``conv`` (shrunk weights), ``relu``,
+``maxpool``, ``flatten``. A weighted op keeps only the inputs, units and channels that still carry
+weights; its nonzero positions are a bitmap or delta-coded LEB128 varints, its values fp32, fp16
+or codes into a per-layer codebook.
+"""
+from __future__ import annotations
+
+import json
+import lzma
+import struct
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MAGIC, VERSION = b"SVDX", 1
+CODECS = {0: "none", 1: "lzma"}
+LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "lc": 0, "lp": 0, "pb": 0}]
+DTYPES = {"u1": torch.uint8, "u2": torch.int16, "u4": torch.int32, "f2": torch.float16, "f4": torch.float32}
+UNSIGNED = {"u1": 0xFF, "u2": 0xFFFF, "u4": 0xFFFFFFFF}  # the unsigned reading of each index type
+# A shrunk linear layer at or below this density runs as a CSR matmul; above it, as a dense one.
+CSR_DENSITY = 0.05
+
+
+class ExportFormatError(ValueError):
+    """The file is not a readable sparsevd export; the message names the file and what is wrong."""
+
+
+# ---- byte streams -------------------------------------------------------------------------
+def unpack_bits(data: bytes, count: int, bits: int = 1) -> torch.Tensor:
+    """``count`` unsigned ``bits``-bit integers, least significant bit first, from ``data``."""
+    raw = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.zeros(0, dtype=torch.uint8)
+    flat = ((raw.long().unsqueeze(1) >> torch.arange(8)) & 1).flatten()
+    if flat.numel() < count * bits:
+        raise ValueError(f"bit stream holds {flat.numel()} bits, need {count * bits}")
+    chunks = flat[: count * bits].view(count, bits)
+    return (chunks << torch.arange(bits)).sum(1)
+
+
+def decode_varints(data: bytes, count: int) -> torch.Tensor:
+    out, value, shift = [], 0, 0
+    for byte in data:
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            out.append(value)
+            value, shift = 0, 0
+    if len(out) != count:
+        raise ValueError(f"varint stream holds {len(out)} numbers, need {count}")
+    return torch.tensor(out, dtype=torch.long)
+
+
+def positions(spec: dict, stream) -> torch.Tensor:
+    """Flat positions of the nonzero weights in the shrunk weight, ascending."""
+    size = 1
+    for s in spec["shape"]:
+        size *= s
+    kind, data = spec["index"], stream()
+    if kind == "bitmap":
+        return torch.nonzero(unpack_bits(data, size)).flatten()
+    if kind == "delta":
+        pos = torch.cumsum(decode_varints(data, spec["nnz"]) + 1, 0) - 1
+    elif kind in DTYPES:
+        pos = torch.frombuffer(bytearray(data), dtype=DTYPES[kind]).long() & UNSIGNED[kind]
+    else:
+        raise ValueError(f"unknown index coding {kind!r}")
+    if pos.numel() != spec["nnz"] or (pos.numel() and (pos.min() < 0 or pos.max() >= size)):
+        raise ValueError("weight positions out of range")
+    return pos
+
+
+def values(spec: dict, stream) -> torch.Tensor:
+    kind, n = spec["values"], spec["nnz"]
+    if kind in ("f4", "f2"):
+        return torch.frombuffer(bytearray(stream()), dtype=DTYPES[kind]).float()[:n].clone()
+    if kind == "codebook":
+        book = torch.frombuffer(bytearray(stream()), dtype=torch.float32).clone()
+        codes = unpack_bits(stream(), n, spec["bits"])
+        if codes.numel() and codes.max() >= book.numel():
+            raise ValueError("codebook index out of range")
+        return book[codes]
+    raise ValueError(f"unknown value coding {kind!r}")
+
+
+# ---- the loaded network ----------------------------------------------------------------
+class Input(nn.Module):
+    """x -> x - mean (the scale is folded into the first layer's weights)."""
+
+    def __init__(self, mean: torch.Tensor | None):
+        super().__init__()
+        self.register_buffer("mean", mean)
+
+    def forward(self, x):
+        return x if self.mean is None else x - self.mean
+
+
+class Gather(nn.Module):
+    """Keep only the input features that still feed a weight."""
+
+    def __init__(self, index: torch.Tensor):
+        super().__init__()
+        self.register_buffer("index", index)
+
+    def forward(self, x):
+        return x.index_select(1, self.index)
+
+
+class DenseLinear(nn.Module):
+    def __init__(self, weight, bias):
+        super().__init__()
+        self.register_buffer("weight", weight)
+        self.register_buffer("bias", bias)
+
+    def forward(self, x):
+        return F.linear(x, self.weight, self.bias)
+
+
+class CSRLinear(nn.Module):
+    """y = x W^T + b with W in compressed sparse row form."""
+
+    def __init__(self, weight, bias):
+        super().__init__()
+        with warnings.catch_warnings():  # torch calls its CSR support beta; the matmul used here is exact
+            warnings.simplefilter("ignore", UserWarning)
+            self.register_buffer("weight", weight.to_sparse_csr())
+        self.register_buffer("bias", bias)
+
+    def forward(self, x):
+        y = torch.sparse.mm(self.weight, x.t()).t()
+        return y if self.bias is None else y + self.bias
+
+
+class Conv(nn.Module):
+    def __init__(self, weight, bias, stride, padding):
+        super().__init__()
+        self.register_buffer("weight", weight)
+        self.register_buffer("bias", bias)
+        self.stride, self.padding = stride, padding
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+
+
+class CompressedNet(nn.Sequential):
+    """The exported network: raw images (N, C, H, W) in [0, 1] -> logits."""
+
+
+def _weighted(op: dict, stream, mode: str) -> list[nn.Module]:
+    shape = op["shape"]
+    weight = torch.zeros(shape).flatten()
+    where = positions(op, stream)  # read before the values: the streams come in this order
+    weight[where] = values(op, stream)
+    weight = weight.view(shape)
+    bias = None
+    if op.get("bias"):
+        bias = torch.frombuffer(bytearray(stream()), dtype=DTYPES[op["bias"]]).float().clone()
+        if bias.numel() != shape[0]:
+            raise ValueError("bias length does not match the layer")
+    mods = []
+    if op.get("gather") is not None:
+        mods.append(Gather(torch.nonzero(unpack_bits(stream(), op["gather"])).flatten()))
+    if op["op"] == "conv":
+        return mods + [Conv(weight, bias, op.get("stride", 1), op.get("padding", 0))]
+    density = op["nnz"] / max(weight.numel(), 1)
+    csr = mode == "csr" or (mode == "auto" and density <= CSR_DENSITY)
+    return mods + [(CSRLinear if csr else DenseLinear)(weight, bias)]
+
+
+def build(header: dict, streams: list[bytes], mode: str = "auto") -> CompressedNet:
+    it = iter(streams)
+    stream = lambda: next(it)  # noqa: E731
+    mods: list[nn.Module] = []
+    for op in header["ops"]:
+        kind = op["op"]
+        if kind == "input":
+            mean = None
+            if op.get("mean"):
+                mean = torch.frombuffer(bytearray(stream()), dtype=DTYPES[op["mean"]]).float()
+                mean = (mean * op.get("mean_scale", 1.0)).view(op["shape"]).clone()
+            mods.append(Input(mean))
+        elif kind in ("linear", "conv"):
+            mods += _weighted(op, stream, mode)
+        elif kind == "relu":
+            mods.append(nn.ReLU())
+        elif kind == "maxpool":
+            mods.append(nn.MaxPool2d(op["kernel"], op["stride"]))
+        elif kind == "flatten":
+            mods.append(nn.Flatten(1))
+        else:
+            raise ValueError(f"unknown op {kind!r}")
+    return CompressedNet(*mods).eval()
+
+
+def split_payload(payload: bytes) -> tuple[dict, list[bytes]]:
+    (hlen,) = struct.unpack_from("<I", payload, 0)
+    header = json.loads(payload[4:4 + hlen].decode())
+    streams, at = [], 4 + hlen
+    for n in header["streams"]:
+        streams.append(payload[at:at + n])
+        at += n
+    if at != len(payload):
+        raise ValueError(f"payload has {len(payload)} bytes, the header accounts for {at}")
+    return header, streams
+
+
+def read(path: str | Path) -> tuple[dict, list[bytes]]:
+    """The header and byte streams of an exported file; ExportFormatError names the file if it is bad."""
+    path = Path(path)
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise ExportFormatError(f"{path}: cannot read ({exc.strerror})") from None
+    if len(blob) < 6 or blob[:4] != MAGIC:
+        raise ExportFormatError(f"{path}: not a sparsevd export (no SVDX signature); export one with "
+                                f"scripts/export.py")
+    if blob[4] != VERSION or blob[5] not in CODECS:
+        raise ExportFormatError(f"{path}: format version {blob[4]}, codec {blob[5]}; this sparsevd reads "
+                                f"version {VERSION} with codecs {sorted(CODECS)}")
+    try:
+        payload = blob[6:] if blob[5] == 0 else lzma.decompress(blob[6:], lzma.FORMAT_RAW, filters=LZMA_FILTERS)
+        return split_payload(payload)
+    except (lzma.LZMAError, ValueError, KeyError, TypeError, struct.error, UnicodeDecodeError) as exc:
+        raise ExportFormatError(f"{path}: truncated or corrupt ({type(exc).__name__}); export it again") from None
+
+
+def load(path: str | Path, mode: str = "auto") -> CompressedNet:
+    """The network in ``path`` as an eval-mode module: float images (N, C, H, W) in [0, 1] -> logits.
+
+    ``mode``: ``auto`` picks per linear layer a dense matmul on the shrunk weight or a CSR matmul
+    (at density <= CSR_DENSITY); ``dense`` or ``csr`` forces one.
+    """
+    if mode not in ("auto", "dense", "csr"):
+        raise ValueError(f"mode must be auto, dense or csr, got {mode!r}")
+    header, streams = read(path)
+    try:
+        return build(header, streams, mode)
+    except (ValueError, KeyError, TypeError, IndexError, RuntimeError, StopIteration) as exc:
+        raise ExportFormatError(f"{path}: truncated or corrupt ({type(exc).__name__}: "
+                                f"{str(exc)[:120]}); export it again") from None

@@ -1,0 +1,115 @@
+"""What a user gets out of a trained record: its exported file in bytes, stage by stage, and the
+threshold trade-off, both measured on the test set without retraining."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .compressed import load
+from .data import raw_input
+from .export import LOSSLESS, STAGES, ExportOptions, export
+from .metrics import evaluate
+from .models import svdo_layers, weighted_layers
+from .weights import load_record
+
+DEFAULT = ExportOptions()
+QUANTIZED = "+ value quantization"
+
+
+def dense_bytes(model: torch.nn.Module) -> int:
+    """fp32 bytes of the dense net's parameters: 4 x (weights + biases)."""
+    return 4 * sum(m.weight.numel() + (m.bias.numel() if m.bias is not None else 0)
+                   for m in weighted_layers(model).values())
+
+
+@torch.no_grad()
+def file_error(path: Path, u: torch.Tensor, y: torch.Tensor, batch: int = 5000) -> float:
+    """Top-1 test error in percent of an exported file on raw images ``u`` in [0, 1]."""
+    net = load(path)
+    wrong = sum(int((net(ub).argmax(1) != yb).sum()) for ub, yb in zip(u.split(batch), y.split(batch)))
+    return 100.0 * wrong / len(y)
+
+
+def export_record(folder: Path, out: Path, options: ExportOptions = DEFAULT) -> dict:
+    """Export a record or finished run to ``out``; returns its size, the dense bytes and the loaded
+    file's test error (measured on the record's own test set)."""
+    model, cfg = load_record(folder)
+    scale, mean, u, y = raw_input(cfg["data"])
+    size = export(model, out, scale=scale, mean=mean, options=options)
+    dense = dense_bytes(model)
+    return {"bytes": size, "dense_bytes": dense, "ratio": dense / size, "test_error": file_error(out, u, y)}
+
+
+def stage_table(folder: Path, options: ExportOptions = DEFAULT) -> list[dict]:
+    """One row per export stage (pruning only, + index coding, + value quantization)."""
+    stages = {**STAGES, QUANTIZED: options}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for stage, opts in stages.items():
+            rows.append({"stage": stage, **export_record(folder, Path(tmp) / "net.svd", opts)})
+    return rows
+
+
+def thresholds(clip: float, start: float = -1.0, step: float = 0.5) -> list[float]:
+    return [float(t) for t in np.arange(start, clip + step / 2, step)]
+
+
+@torch.no_grad()
+def threshold_sweep(folder: Path) -> tuple[list[dict], dict]:
+    """Test error, compression and sparsity at thresholds from -1 up to the clip, in steps of 0.5,
+    from one trained record; returns the rows and the record's config."""
+    from .data import load_dataset
+
+    model, cfg = load_record(folder)
+    layers = svdo_layers(model)
+    if not layers:
+        raise ValueError(f"{folder}: a dense record has no log alpha to threshold")
+    d = cfg["data"]
+    data = load_dataset(d["name"], d["root"], d["preprocess"], d.get("train_size"), "cpu", d.get("val_size", 0))
+    rows = []
+    for t in thresholds(layers[0].log_alpha_clip):
+        for layer in layers:
+            layer.threshold = t
+        m = evaluate(model, data.x_test, data.y_test)
+        rows.append({"threshold": t, "test_error": m["test_error"], "compression": m["compression"],
+                     **{f"sparsity_{k}": v for k, v in m["sparsity"].items()}})
+    return rows, cfg
+
+
+__all__ = ["dense_bytes", "file_error", "export_record", "stage_table", "threshold_sweep", "LOSSLESS", "DEFAULT"]
+
+
+# ---- the compression report: bytes table and threshold sweep of every record with weights ----
+BYTES_START, BYTES_END = "<!-- bytes:start -->", "<!-- bytes:end -->"
+ROWS = ("lenet300_sparsevd", "lenet300_ard", "lenet5_sparsevd", "lenet5_ard",
+        "fashion_lenet300_sparsevd", "fashion_lenet300_ard", "fashion_lenet5_sparsevd", "fashion_lenet5_ard")
+
+
+def records_with_weights(runs_dir: Path, rows=ROWS) -> list[Path]:
+    """Record folders (results/runs/<row>/seed<k>) of the sparse Table 1 rows that hold weights."""
+    from .weights import WEIGHTS
+    found = [p.parent for row in rows for p in Path(runs_dir).glob(f"{row}/seed*/{WEIGHTS}")]
+    return sorted(found, key=lambda p: (rows.index(p.parent.name), int(p.name[4:])))
+
+
+def render_bytes(table: list[dict]) -> str:
+    """Markdown of the stage-by-stage bytes table."""
+    lines = ["| Row | Seed | Stage | File bytes | Dense fp32 bytes | Ratio | Test error of the file |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for r in table:
+        lines.append(f"| {r['row']} | {r['seed']} | {r['stage']} | {r['bytes']:,} | {r['dense_bytes']:,} | "
+                     f"{r['ratio']:.0f}× | {r['test_error']:.2f} % |")
+    return "\n".join(lines) + "\n"
+
+
+def render_csv(rows: list[dict]) -> str:
+    import csv
+    import io
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in rows)
+    return buf.getvalue()
