@@ -22,7 +22,7 @@ RUN_ARGS := -m experiment=$(ROWS) seed=$(SEED_LIST) resume=auto results.dir=$(RU
 	$(if $(EPOCHS),trainer.epochs=$(EPOCHS)) $(EXTRA)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test train runs report reproduce bench
+.PHONY: help install test train runs report reproduce bench export compress
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -49,6 +49,14 @@ report: $(STAMP) ## rebuild results/table.{md,csv,tex}, results/figures and the 
 
 reproduce: runs report ## run every Table 1 row (SEEDS=, EPOCHS=, FORCE=) and rebuild the table
 
-bench: $(STAMP) ## time training epochs vs a plain reference and pytorch-ard; writes results/bench.json
+RECORD ?= results/runs/lenet300_sparsevd/seed0
+FILE ?= outputs/export/$(notdir $(patsubst %/,%,$(dir $(RECORD))))_$(notdir $(RECORD)).svd
+export: $(STAMP) ## export a record to one compact file: make export RECORD=results/runs/lenet5_sparsevd/seed0 FILE=net.svd
+	$(PY) scripts/export.py $(RECORD) --out $(FILE)
+
+compress: $(STAMP) ## bytes table and threshold sweep of every record with weights; writes results/compression.*, threshold.*
+	$(PY) scripts/compress.py
+
+bench: $(STAMP) ## time training epochs vs a plain reference and pytorch-ard, and inference of exported files; writes results/bench.json
 	$(PY) -m pip install -q --no-deps "pytorch-ard==0.2.4"
 	$(PY) scripts/bench.py

@@ -15,6 +15,7 @@ import torch
 
 from sparsevd.bench import (N_TRAIN, eval_seconds, keep_freed_memory, make_cases, matmul_peak_gflops,
                             peak_memory_mib, summarize, time_cases)
+from sparsevd.bench_inference import bench_inference
 from sparsevd.records import atomic_write_json, cpu_name, git_info
 from sparsevd.report import update_readme
 
@@ -31,6 +32,12 @@ TARGETS = [  # (name, how to read it, check on the summary rows + extras)
     ("lenet5 ARD within 10% of SparseVD", lambda r, e: abs(r["lenet5/ours/ard"]["s_per_epoch"] / r["lenet5/ours/sparsevd"]["s_per_epoch"] - 1) <= 0.1),
     ("lenet300 eval of 10k test images < 0.5 s", lambda r, e: e["eval_lenet300_s"] < 0.5),
     ("lenet5 SparseVD peak memory < 2 GiB", lambda r, e: e["peak_memory_lenet5_sparsevd_mib"] < 2048),
+    ("lenet300 exported file >= 10x faster than the masked dense net at batch 1000",
+     lambda r, e: e["inference"]["lenet300/1000"]["speedup"] >= 10),
+    ("lenet300 exported file >= 2x faster than the masked dense net at batch 1",
+     lambda r, e: e["inference"]["lenet300/1"]["speedup"] >= 2),
+    ("lenet5 exported file >= 3x faster than the masked dense net at batch 1000",
+     lambda r, e: e["inference"]["lenet5/1000"]["speedup"] >= 3),
 ]
 
 
@@ -46,6 +53,10 @@ def main(argv=None) -> int:
                    help="README whose bench section to rewrite ('' to skip); default: README.md, but only when "
                         "--out is results/bench.json, so the README always shows the committed measurement")
     p.add_argument("--render", action="store_true", help="only rewrite the README section from --out; time nothing")
+    p.add_argument("--runs", type=Path, default=Path("results/runs"),
+                   help="records whose <net>_sparsevd/seed0 weights the inference section exports and times")
+    p.add_argument("--no-inference", action="store_true", help="skip the inference section")
+    p.add_argument("--inference-repeats", type=int, default=7, help="timed blocks per inference case")
     args = p.parse_args(argv)
     readme = args.readme if args.readme is not None else "README.md" if args.out == DEFAULT_OUT else ""
     if args.render:
@@ -75,6 +86,9 @@ def main(argv=None) -> int:
         extras["eval_lenet300_s"] = eval_seconds(x[:10_000], y[:10_000], device)
     if "lenet5" in nets:
         extras["peak_memory_lenet5_sparsevd_mib"] = peak_memory_mib("lenet5", "sparsevd", str(device))
+    if not args.no_inference and device.type == "cpu":
+        inference = bench_inference(args.runs, nets, args.inference_repeats, warn=lambda m: print(m, file=sys.stderr))
+        extras["inference"] = {f"{r['net']}/{r['batch']}": r for r in inference}
     by_case = {r["case"]: r for r in rows}
     targets = []
     for name, check in TARGETS:
@@ -96,7 +110,10 @@ def main(argv=None) -> int:
         vs = f"{r['speedup_vs_pytorch_ard']:.2f}x" if r["speedup_vs_pytorch_ard"] else "-"
         print(f"{r['case']:32s} {r['s_per_epoch']:8.2f} {r['samples_per_s']:10.0f} {r['x_reference']:6.2f} "
               f"{r['x_our_dense']:8.2f} {vs:>7s} {r['gflops']:8.1f}")
-    print(json.dumps(extras, indent=None))
+    for r in extras.get("inference", {}).values():
+        print(f"inference {r['net']} batch {r['batch']:>4}: masked dense {r['masked_dense_ms']:.3f} ms, "
+              f"exported {r['exported_ms']:.3f} ms, {r['speedup']:.1f}x")
+    print(json.dumps({k: v for k, v in extras.items() if k != "inference"}, indent=None))
     for t in targets:
         print(f"  [{ {True: 'met', False: 'NOT met', None: 'not run'}[t['met']] }] {t['target']}")
     atomic_write_json(args.out, report)
@@ -121,6 +138,13 @@ def markdown(report: dict) -> str:
     lines += ["", f"Measured matmul peak: {report['matmul_peak_gflops']:.0f} GFLOP/s. "
               f"LeNet-300-100 evaluation on 10k images: {report.get('eval_lenet300_s', float('nan')):.3f} s. "
               f"LeNet-5 SparseVD peak memory: {report.get('peak_memory_lenet5_sparsevd_mib', float('nan')):.0f} MiB.", ""]
+    if report.get("inference"):
+        lines += ["Inference on CPU (median of interleaved blocks, `torch.inference_mode`), the masked dense net "
+                  "against its default export:", "",
+                  "| net | batch | masked dense (ms) | exported file (ms) | speed-up |", "|---|---:|---:|---:|---:|"]
+        lines += [f"| {r['net']} | {r['batch']} | {r['masked_dense_ms']:.3f} | {r['exported_ms']:.3f} | "
+                  f"{r['speedup']:.1f}× |" for r in report["inference"].values()]
+        lines.append("")
     lines += [f"- {'✓' if t['met'] else '✗' if t['met'] is False else '—'} {t['target']}" for t in report["targets"]]
     return "\n".join(lines) + "\n"
 

@@ -20,7 +20,7 @@ def test_bench_smoke_writes_a_complete_report(tmp_path):
     out = tmp_path / "bench.json"
     readme_before = (REPO / "README.md").read_bytes()
     proc = subprocess.run([sys.executable, "scripts/bench.py", "--nets", "lenet300", "--steps-lenet300", "2",
-                           "--repeats", "1", "--out", str(out)], cwd=REPO, capture_output=True, text=True,
+                           "--repeats", "1", "--inference-repeats", "1", "--out", str(out)], cwd=REPO, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
@@ -32,6 +32,9 @@ def test_bench_smoke_writes_a_complete_report(tmp_path):
     assert cases["lenet300/ours/dense"]["x_our_dense"] == 1.0
     assert report["eval_lenet300_s"] > 0 and report["matmul_peak_gflops"] > 0
     assert report["machine"]["threads"] >= 1 and report["machine"]["torch"].startswith("2.14.1")
+    inference = report["inference"]  # from the committed lenet300_sparsevd record's weights
+    assert set(inference) == {"lenet300/1", "lenet300/1000"}
+    assert all(r["speedup"] > 0 and r["file_bytes"] > 0 for r in inference.values())
     assert {t["target"] for t in report["targets"]} and all(t["met"] in (True, False, None) for t in report["targets"])
     # A bench written elsewhere must not rewrite the README, whose section describes results/bench.json.
     assert (REPO / "README.md").read_bytes() == readme_before

@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from sparsevd.metrics import compression, compression_with_biases, evaluate, layer_counts, sparsity
+from sparsevd.metrics import compression_with_biases, evaluate, stats
 from sparsevd.nn import LinearSVDO
 
 
@@ -29,11 +29,10 @@ def hand_built():
 
 
 def test_counts_sparsity_and_compression_on_known_masks():
-    counts = layer_counts(hand_built())
-    assert counts == {"fc1": (40, 9), "fc2": (8, 7)}
-    sp = sparsity(counts)
-    assert sp["fc1"] == 100 * 31 / 40 and abs(sp["fc2"] - 12.5) < 1e-12
-    assert compression(counts) == 48 / 16
+    st = stats(hand_built())
+    assert {k: (v["weights"], v["nonzero"]) for k, v in st["layers"].items()} == {"fc1": (40, 9), "fc2": (8, 7)}
+    assert st["layers"]["fc1"]["sparsity"] == 100 * 31 / 40 and abs(st["layers"]["fc2"]["sparsity"] - 12.5) < 1e-12
+    assert st["compression"] == 48 / 16 and (st["weights"], st["nonzero"]) == (48, 16)
 
 
 def test_compression_with_biases_counts_biases_as_weights():

@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from sparsevd.models import MODELS, build_model, total_kl, weighted_layers
+from sparsevd.models import MODELS, build_model, weighted_layers
+from sparsevd.objective import kl as total_kl
 from sparsevd.nn import Conv2dSVDO, LinearSVDO, kl_ard, kl_log_uniform
 
 

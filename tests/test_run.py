@@ -52,8 +52,8 @@ def _metrics(run_dir):
 
 
 @pytest.fixture(scope="module")
-def twin(tmp_path_factory, data_root):
-    run_dir = tmp_path_factory.mktemp("twin")
+def reference_run(tmp_path_factory, data_root):
+    run_dir = tmp_path_factory.mktemp("reference_run")
     proc = run_train(run_dir, *SMALL, data_root=data_root)
     assert proc.returncode == 0, proc.stderr
     return _metrics(run_dir)
@@ -69,7 +69,7 @@ def _wait_for_lines(path, n, proc, timeout=300):
 
 
 @pytest.mark.slow
-def test_kill_at_epoch_2_then_resume_gives_identical_final_metrics(tmp_path, data_root, twin):
+def test_kill_at_epoch_2_then_resume_gives_identical_final_metrics(tmp_path, data_root, reference_run):
     env = {**os.environ, "SPARSEVD_DATA": str(data_root), "WANDB_MODE": "disabled"}
     proc = subprocess.Popen(train_cmd(tmp_path, *SMALL), cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -79,14 +79,14 @@ def test_kill_at_epoch_2_then_resume_gives_identical_final_metrics(tmp_path, dat
     assert not (tmp_path / "final.json").exists()
     resumed = run_train(tmp_path / "ignored", *SMALL, f"resume={tmp_path}", data_root=data_root)
     assert resumed.returncode == 0, resumed.stderr
-    assert _metrics(tmp_path) == twin
+    assert _metrics(tmp_path) == reference_run
     segments = json.loads((tmp_path / "final.json").read_text())["segments"]
     assert len(segments) == 2 and segments[0]["from_epoch"] == 0 and segments[1]["from_epoch"] >= 1
     assert all("torch" in s and "git" in s for s in segments)
 
 
 @pytest.mark.slow
-def test_sigterm_checkpoints_mid_epoch_and_resume_matches(tmp_path, data_root, twin):
+def test_sigterm_checkpoints_mid_epoch_and_resume_matches(tmp_path, data_root, reference_run):
     env = {**os.environ, "SPARSEVD_DATA": str(data_root), "WANDB_MODE": "disabled"}
     proc = subprocess.Popen(train_cmd(tmp_path, *SMALL), cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -100,7 +100,7 @@ def test_sigterm_checkpoints_mid_epoch_and_resume_matches(tmp_path, data_root, t
     assert state["epoch"] >= 1 and state["step"] > 0 and state["part"]["perm"] is not None  # mid-epoch
     resumed = run_train(tmp_path / "ignored", *SMALL, f"resume={tmp_path}", data_root=data_root)
     assert resumed.returncode == 0, resumed.stderr
-    assert _metrics(tmp_path) == twin
+    assert _metrics(tmp_path) == reference_run
 
 
 @pytest.mark.slow
@@ -131,7 +131,7 @@ def test_malicious_checkpoint_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_auto_finds_the_unfinished_twin(tmp_path, data_root, twin):
+def test_resume_auto_finds_the_unfinished_run_of_the_same_config(tmp_path, data_root, reference_run):
     env = {**os.environ, "SPARSEVD_DATA": str(data_root), "WANDB_MODE": "disabled"}
     cmd = [sys.executable, "scripts/train.py", *SMALL, f"outputs={tmp_path}"]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -142,14 +142,14 @@ def test_resume_auto_finds_the_unfinished_twin(tmp_path, data_root, twin):
     _wait_for_lines(first_dir / "metrics.jsonl", 2, proc)
     proc.kill()
     proc.wait()
-    # A different config is not a twin; the same one is found and finished.
+    # A different config is not a match; the same one is found and finished.
     other = run_train(tmp_path / "x", *SMALL, "seed=1", f"outputs={tmp_path}", "resume=auto", "trainer.epochs=1",
                       data_root=data_root)
-    assert "no unfinished twin" in other.stdout
+    assert "no unfinished run of this config" in other.stdout
     again = subprocess.run([*cmd, "resume=auto"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     assert f"continuing {first_dir}" in again.stdout
-    assert _metrics(first_dir) == twin
+    assert _metrics(first_dir) == reference_run
 
 
 def test_init_from_copies_the_trained_means_and_keeps_log_sigma2(tmp_path):

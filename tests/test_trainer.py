@@ -3,15 +3,16 @@ import torch
 
 from sparsevd.data import Dataset
 from sparsevd.models import build_model
-from sparsevd.trainer import TrainConfig, TrainingError, fit, kl_weight, lr_factor
+from sparsevd.objective import KLSchedule
+from sparsevd.trainer import TrainConfig, TrainingError, fit, lr_factor
 
 
 def test_kl_weight_schedule_matches_authors_rw_linear():
     # authors: 0 for epoch < 5, (epoch - 5) / 15 until 20, then 1
-    got = [kl_weight(e, 5, 15) for e in range(25)]
+    got = [KLSchedule(5, 15)(e) for e in range(25)]
     want = [0.0 if e < 5 else min(1.0, (e - 5) / 15) for e in range(25)]
     assert got == pytest.approx(want)
-    assert kl_weight(10, 0, 50) == pytest.approx(0.2) and kl_weight(3, 0, 0, 0.5) == 0.5
+    assert KLSchedule(0, 50)(10) == pytest.approx(0.2) and KLSchedule(0, 0, 0.5)(3) == 0.5
 
 
 def test_lr_schedules():
@@ -42,18 +43,17 @@ def test_fit_learns_and_records_history(tmp_path):
     assert (tmp_path / "checkpoint.pt").exists() and len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3
 
 
-@pytest.mark.parametrize("has_kl", [True, False])
-def test_sum_scale_gradients_are_n_times_the_mean_scale(has_kl):
+@pytest.mark.parametrize("method", ["sparsevd", "dense"])
+def test_sum_scale_gradients_are_n_times_the_mean_scale(method):
     from sparsevd.trainer import train_step
 
     data, grads = tiny_data(), {}
     for scale in ("sum", "mean"):
         torch.manual_seed(0)
-        model = build_model("lenet300", "sparsevd")
+        model = build_model("lenet300", method)
         torch.manual_seed(1)
         frozen = torch.optim.SGD(model.parameters(), lr=0.0)   # leaves .grad for us to read
-        train_step(model, frozen, data.x_train[:50], data.y_train[:50], n=300, beta=0.5, loss_scale=scale,
-                   has_kl=has_kl)
+        train_step(model, frozen, data.x_train[:50], data.y_train[:50], n=300, beta=0.5, loss_scale=scale)
         grads[scale] = torch.cat([p.grad.flatten() for p in model.parameters()])
     torch.testing.assert_close(grads["sum"], 300 * grads["mean"], rtol=1e-4, atol=1e-6)
 

@@ -109,9 +109,9 @@ def make_cases(nets, x, y, device, with_ard_lib: bool) -> list[Case]:
             model = build_model(net, method).to(device).train()
             opt = make_optimizer(model, 1e-3)
 
-            def our_step(model=model, opt=opt, nxt=nxt, sparse=method != "dense"):
+            def our_step(model=model, opt=opt, nxt=nxt):
                 xb, yb = nxt()
-                train_step(model, opt, xb, yb, N_TRAIN, 1.0, "sum", sparse)
+                train_step(model, opt, xb, yb, N_TRAIN, 1.0, "sum")
             cases.append(Case(net, "ours", method, our_step))
         if with_ard_lib:
             cases.append(_pytorch_ard_case(net, nxt, device))
@@ -194,7 +194,7 @@ d = torch.device({device!r})
 x, y = torch.randn(N_TRAIN, 1, 28, 28, device=d), torch.randint(0, 10, (N_TRAIN,), device=d)
 m = build_model({net!r}, {method!r}).to(d); opt = make_optimizer(m, 1e-3)
 for i in range({steps}):
-    train_step(m, opt, x[i*100:(i+1)*100], y[i*100:(i+1)*100], N_TRAIN, 1.0, "sum", {method!r} != "dense")
+    train_step(m, opt, x[i*100:(i+1)*100], y[i*100:(i+1)*100], N_TRAIN, 1.0, "sum")
 evaluate(m, x[:10000], y[:10000])
 if d.type == "cuda":
     print(torch.cuda.max_memory_allocated() / 2**20)

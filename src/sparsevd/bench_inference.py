@@ -67,7 +67,7 @@ def bench_record(folder: Path, net: str, repeats: int = 7) -> list[dict]:
     return rows
 
 
-def bench_inference(runs_dir: Path, nets=("lenet300", "lenet5"), warn=print) -> list[dict]:
+def bench_inference(runs_dir: Path, nets=("lenet300", "lenet5"), repeats: int = 7, warn=print) -> list[dict]:
     """Every net whose ``<net>_sparsevd`` seed-0 record holds weights; the others are named and skipped."""
     rows = []
     for net in nets:
@@ -75,5 +75,5 @@ def bench_inference(runs_dir: Path, nets=("lenet300", "lenet5"), warn=print) -> 
         if not (folder / WEIGHTS).exists():
             warn(f"inference bench: {folder} has no {WEIGHTS}; skipping {net} (re-run the row to get one)")
             continue
-        rows += bench_record(folder, net)
+        rows += bench_record(folder, net, repeats)
     return rows

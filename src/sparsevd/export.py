@@ -269,3 +269,6 @@ def export(model: nn.Module, path: str | Path, **kwargs) -> int:
     data = export_bytes(model, **kwargs)
     atomic_write_bytes(Path(path), data)
     return len(data)
+
+
+export.load = load  # sparsevd.export is this function; sparsevd.export.load(path) still reads a file

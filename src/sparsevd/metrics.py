@@ -17,30 +17,22 @@ def effective_weight(layer: nn.Module) -> torch.Tensor:
 
 
 @torch.no_grad()
-def layer_counts(model: nn.Module) -> dict[str, tuple[int, int]]:
-    """(number of weights, number of nonzero weights) per weighted layer; biases excluded."""
-    counts = {}
+def stats(model: nn.Module) -> dict:
+    """Per weighted layer its weights, nonzero weights and sparsity (% pruned) at test time, and the
+    model's totals with ``compression`` = weights / nonzero weights, biases excluded (Table 1)."""
+    layers = {}
     for name, layer in weighted_layers(model).items():
         w = effective_weight(layer)
-        counts[name] = (w.numel(), int(torch.count_nonzero(w)))
-    return counts
-
-
-def sparsity(counts: dict[str, tuple[int, int]]) -> dict[str, float]:
-    """Percentage of each layer's weights that are pruned (Table 1's 'sparsity per layer')."""
-    return {name: 100.0 * (1.0 - nnz / n) for name, (n, nnz) in counts.items()}
-
-
-def compression(counts: dict[str, tuple[int, int]]) -> float:
-    """|W| / |W != 0| over all layers, biases excluded, as in Table 1."""
-    total = sum(n for n, _ in counts.values())
-    nonzero = sum(nnz for _, nnz in counts.values())
-    return total / max(nonzero, 1)
+        n, nnz = w.numel(), int(torch.count_nonzero(w))
+        layers[name] = {"weights": n, "nonzero": nnz, "sparsity": 100.0 * (1.0 - nnz / n)}
+    total = sum(v["weights"] for v in layers.values())
+    nonzero = sum(v["nonzero"] for v in layers.values())
+    return {"layers": layers, "weights": total, "nonzero": nonzero, "compression": total / max(nonzero, 1)}
 
 
 @torch.no_grad()
 def compression_with_biases(model: nn.Module) -> float:
-    """Like :func:`compression` but counting every bias as a weight too (never pruned)."""
+    """Like ``stats(model)["compression"]`` but counting every bias as a weight too (never pruned)."""
     total = nonzero = 0
     for layer in weighted_layers(model).values():
         w = effective_weight(layer)
@@ -65,12 +57,13 @@ def test_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: i
 
 
 def evaluate(model: nn.Module, x_test: torch.Tensor, y_test: torch.Tensor) -> dict:
-    counts = layer_counts(model)
+    """The trainer's per-epoch metrics: test error and :func:`stats` in the record's layout."""
+    st = stats(model)
     return {
         "test_error": test_error(model, x_test, y_test),
-        "sparsity": sparsity(counts),
-        "compression": compression(counts),
+        "sparsity": {k: v["sparsity"] for k, v in st["layers"].items()},
+        "compression": st["compression"],
         "compression_with_biases": compression_with_biases(model),
-        "weights": {name: n for name, (n, _) in counts.items()},
-        "nonzero": {name: nnz for name, (_, nnz) in counts.items()},
+        "weights": {k: v["weights"] for k, v in st["layers"].items()},
+        "nonzero": {k: v["nonzero"] for k, v in st["layers"].items()},
     }

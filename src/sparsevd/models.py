@@ -113,14 +113,6 @@ def svdo_layers(model: nn.Module) -> list[SVDOLayer]:
     return [m for m in model.modules() if isinstance(m, SVDOLayer)]
 
 
-def total_kl(model: nn.Module) -> torch.Tensor:
-    """Sum of the per-weight KL over every SVDO layer, each under its own prior (0 if dense)."""
-    layers = svdo_layers(model)
-    if not layers:
-        return torch.zeros((), device=next(model.parameters()).device)
-    return sum(layer.kl() for layer in layers)
-
-
 INIT_SCHEMES = ("torch", "normal", "lasagne")
 
 

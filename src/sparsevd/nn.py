@@ -198,9 +198,9 @@ class Conv2dSVDO(SVDOLayer, nn.Conv2d):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  bias: bool = True, threshold: float = 3.0, log_sigma2_init: float = -10.0,
                  train_clip: bool = False, prior: str = "log_uniform", clip_noise: bool = False,
-                 log_alpha_clip: float = LOG_ALPHA_CLIP):
+                 log_alpha_clip: float = LOG_ALPHA_CLIP, dilation=1, groups: int = 1):
         nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride=stride,
-                           padding=padding, bias=bias)
+                           padding=padding, dilation=dilation, groups=groups, bias=bias)
         self._init_variational(threshold, log_sigma2_init, train_clip, prior, clip_noise, log_alpha_clip)
 
     def _op(self, x, weight, bias):

@@ -118,7 +118,7 @@ def seeds_needed(target: dict) -> int:
 
 
 def meets_target(row: Row, target: dict | None) -> str:
-    """✓/✗ against issue #6's bar (results/paper.yaml ``targets``), — without runs or a target."""
+    """✓/✗ against the reproduction targets (results/paper.yaml ``targets``), — without runs or a target."""
     if not row.runs or not target:
         return DASH
     ok = row.mean("test_error") <= target["error"] + 1e-9  # records hold two decimals
@@ -183,7 +183,7 @@ def render_markdown(rows: list[Row], paper: dict, variants: list[Row] = ()) -> s
               f"{tol['error_pt']} pt and compression ≥ {tol['compression_frac']} × paper "
               "(ARD rows are held to the SparseVD targets). Records: `results/runs/<row>/seed<k>/`."]
     if targets:
-        lines += ["", "Meets target: issue #6's bar, mean over seeds: "
+        lines += ["", "Meets target: the reproduction targets in results/paper.yaml, mean over seeds: "
                   + "; ".join(_target_text(k, t) for k, t in targets.items()) + "."]
     if any(r.runs for r in rows):
         lines += ["", "Runs (wall time is training plus per-epoch evaluation, summed over resumed segments):", "",

@@ -184,7 +184,7 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
     resume = cfg["resume"]
     if resume == "auto":
         found = find_unfinished(Path(cfg.get("outputs", "outputs")), cfg)
-        print(f"resume=auto: {'continuing ' + str(found) if found else 'no unfinished twin, starting fresh'}")
+        print(f"resume=auto: {'continuing ' + str(found) if found else 'no unfinished run of this config, starting fresh'}")
         resume, run_dir = (True, found) if found else (False, run_dir)
     elif resume:
         run_dir = Path(resume)
@@ -211,7 +211,7 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
                      lr=cfg["optim"]["lr"], schedule=cfg["optim"]["schedule"],
                      weight_decay=cfg["optim"].get("weight_decay") or 0.0, kl_start=cfg["kl"]["start"],
                      kl_warmup=cfg["kl"]["warmup"], kl_max=cfg["kl"]["max"], loss_scale=cfg["loss"]["scale"],
-                     method=m["name"], eval_every=cfg["trainer"]["eval_every"],
+                     eval_every=cfg["trainer"]["eval_every"],
                      checkpoint_every=cfg["trainer"]["checkpoint_every"], progress=cfg["trainer"]["progress"],
                      identity={"model": cfg["model"]["name"], "method": m["name"], "data": d["name"]})
     # Only now, with the config valid and the data readable, does the run write anything.

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .data import Dataset
 from .metrics import evaluate, test_error
-from .models import svdo_layers, total_kl
+from .objective import KLSchedule, elbo_loss
 from .records import CHECKPOINT, RecordError, load_checkpoint, save_checkpoint, write_jsonl
 
 LR_SCHEDULES = ("constant", "linear", "constant_then_linear")
@@ -29,18 +28,6 @@ class TrainingError(RuntimeError):
 
 class Interrupted(Exception):
     """SIGINT/SIGTERM arrived; a checkpoint was written before this was raised."""
-
-
-def kl_weight(epoch: int, start: int, warmup: int, maximum: float = 1.0) -> float:
-    """beta at 0-based ``epoch``: 0 until ``start``, then linear, reaching ``maximum`` at ``start + warmup``.
-
-    Matches the authors' ``rw_linear`` (start=5, warmup=15: 0 for epochs 0-5, 1 from epoch 20).
-    """
-    if epoch < start:
-        return 0.0
-    if warmup <= 0:
-        return float(maximum)
-    return float(maximum) * min(1.0, (epoch - start) / warmup)
 
 
 def lr_factor(epoch: int, epochs: int, schedule: str) -> float:
@@ -116,7 +103,6 @@ class TrainConfig:
     kl_warmup: int = 0
     kl_max: float = 1.0
     loss_scale: str = "sum"
-    method: str = "sparsevd"
     eval_every: int = 1
     checkpoint_every: int = 1
     progress: bool = True
@@ -132,23 +118,20 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.0) -> to
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, xb: torch.Tensor, yb: torch.Tensor,
-               n: int, beta: float, loss_scale: str = "sum", has_kl: bool = True):
-    """One step on the negative ELBO estimate; returns (CE, KL) as detached device tensors.
+               n: int, beta: float, loss_scale: str = "sum"):
+    """One step on the negative ELBO (:func:`objective.elbo_loss`); returns (CE, KL) as detached tensors.
 
     sum:  N * mean CE + beta * KL  (the SGVLB, scaled as in the authors' code)
-    mean: mean CE + beta * KL / N
+    mean: the same divided by N: mean CE + beta * KL / N
     Nothing here syncs with the device, so a CUDA step queues without waiting.
     """
-    ce = F.cross_entropy(model(xb), yb)
-    loss = n * ce if loss_scale == "sum" else ce
-    kl = None
-    if has_kl:
-        kl = total_kl(model)
-        loss = loss + (beta * kl if loss_scale == "sum" else beta * kl / n)
+    loss, ce, kl = elbo_loss(model(xb), yb, model, n, beta, terms=True)
+    if loss_scale == "mean":
+        loss = loss / n
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return ce.detach(), None if kl is None else kl.detach()
+    return ce, kl
 
 
 class _StopFlag:
@@ -205,7 +188,7 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, run_dir: Path, *, see
         part = None if part is None else {k: v.to(device) for k, v in part.items()}
     segments = [*segments, {**(segment or {}), "from_epoch": start_epoch, "from_step": start_step}]
     model.to(device)
-    has_kl = bool(svdo_layers(model)) and cfg.method != "dense"
+    schedule = KLSchedule(cfg.kl_start, cfg.kl_warmup, cfg.kl_max)
 
     def checkpoint(epoch, step, part):
         save_checkpoint(ckpt_path, {
@@ -217,7 +200,7 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, run_dir: Path, *, see
     t0 = time.perf_counter()
     with _StopFlag() as stop:
         for epoch in range(start_epoch, cfg.epochs):
-            beta = kl_weight(epoch, cfg.kl_start, cfg.kl_warmup, cfg.kl_max)
+            beta = schedule(epoch)
             lr = cfg.lr * lr_factor(epoch, cfg.epochs, cfg.schedule)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -232,9 +215,7 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, run_dir: Path, *, see
             steps = _progress(range(start_step, len(index)), cfg.progress, f"epoch {epoch + 1}/{cfg.epochs}")
             for step in steps:
                 idx = index[step]
-                ce, step_kl = train_step(model, optimizer, data.x_train[idx], data.y_train[idx], n, beta,
-                                         cfg.loss_scale, has_kl)
-                kl = step_kl if has_kl else kl
+                ce, kl = train_step(model, optimizer, data.x_train[idx], data.y_train[idx], n, beta, cfg.loss_scale)
                 ce_sum = ce_sum + ce * len(idx)
                 finite = torch.isfinite(torch.stack((ce, kl)))
                 first_bad = torch.where(finite, first_bad, first_bad.clamp(max=step))

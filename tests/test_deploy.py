@@ -1,0 +1,77 @@
+"""The committed records with weights: their exported files and threshold sweeps, measured on MNIST."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sparsevd.deploy import DEFAULT, LOSSLESS, export_record, records_with_weights, threshold_sweep
+
+REPO = Path(__file__).resolve().parents[1]
+RUNS = REPO / "results" / "runs"
+RECORDS = records_with_weights(RUNS)
+# What the default 4-bit codebook may cost over the record's own (masked fp32) test error, in points.
+QUANTIZED_TOLERANCE = 0.10
+
+
+def _final(folder):
+    return json.loads((folder / "final.json").read_text())["metrics"]
+
+
+def test_the_sparse_rows_have_records_with_weights():
+    rows = {f.parent.name for f in RECORDS}
+    assert {"lenet300_sparsevd", "lenet300_ard"} <= rows
+
+
+@pytest.mark.parametrize("folder", RECORDS, ids=lambda f: f"{f.parent.name}/{f.name}")
+def test_lossless_export_has_exactly_the_records_error_and_the_default_stays_close(tmp_path, folder, data_root):
+    want = _final(folder)["test_error"]
+    lossless = export_record(folder, tmp_path / "lossless.svd", LOSSLESS)
+    assert lossless["test_error"] == want
+    default = export_record(folder, tmp_path / "default.svd", DEFAULT)
+    assert default["bytes"] < lossless["bytes"] < lossless["dense_bytes"]
+    assert default["test_error"] <= want + QUANTIZED_TOLERANCE
+
+
+@pytest.mark.parametrize("folder", RECORDS, ids=lambda f: f"{f.parent.name}/{f.name}")
+def test_the_threshold_sweep_at_3_is_the_record(folder, data_root):
+    rows, cfg = threshold_sweep(folder)
+    assert [r["threshold"] for r in rows][:2] == [-1.0, -0.5] and rows[-1]["threshold"] == 8.0
+    at3 = next(r for r in rows if r["threshold"] == 3.0)
+    final = _final(folder)
+    assert at3["test_error"] == final["test_error"] and at3["compression"] == final["compression"]
+    assert {k: at3[f"sparsity_{k}"] for k in final["sparsity"]} == final["sparsity"]
+    compressions = [r["compression"] for r in rows]
+    assert compressions == sorted(compressions, reverse=True)  # a higher threshold keeps more weights
+
+
+def test_export_cli_writes_the_file_and_refuses_bad_input_in_one_line(tmp_path, data_root):
+    out = tmp_path / "net.svd"
+    ok = subprocess.run([sys.executable, "scripts/export.py", str(RECORDS[0]), "--out", str(out)], cwd=REPO,
+                        capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    assert f"{out.stat().st_size:,} bytes" in ok.stdout and "test error of the loaded file" in ok.stdout
+    for args in (["results"], [str(RECORDS[0]), "--bits", "12"], [str(RUNS / "lenet300_dense_wd/seed0")]):
+        bad = subprocess.run([sys.executable, "scripts/export.py", *args, "--out", str(tmp_path / "x" / "bad.svd")],
+                             cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: ")
+        assert not (tmp_path / "x").exists()
+
+
+def test_compress_writes_the_tables_figures_and_readme_block(tmp_path, data_root):
+    runs = tmp_path / "runs" / RECORDS[0].parent.name
+    shutil.copytree(RECORDS[0], runs / RECORDS[0].name)
+    readme = tmp_path / "README.md"
+    readme.write_text("a\n<!-- bytes:start -->\nold\n<!-- bytes:end -->\nb\n")
+    proc = subprocess.run([sys.executable, "scripts/compress.py", "--runs", str(tmp_path / "runs"), "--out",
+                           str(tmp_path / "out"), "--readme", str(readme)], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    table = (tmp_path / "out" / "compression.md").read_text()
+    assert table.count(f"| {RECORDS[0].parent.name} |") == 3 and "old" not in readme.read_text()
+    assert table in readme.read_text()
+    net = json.loads((RECORDS[0] / "final.json").read_text())["config"]["model"]["name"]
+    assert (tmp_path / "out" / "figures" / f"threshold_{net}.png").stat().st_size > 10_000
+    assert len((tmp_path / "out" / "threshold.csv").read_text().splitlines()) == 1 + 19
