@@ -5,24 +5,21 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
-# make reproduce knobs: SEEDS=3 runs seeds 0,1,2; EPOCHS=2 overrides the recipe (a smoke run, whose
-# records go to outputs/quick, never results/runs); FORCE=1 replaces existing records.
+# Row knobs: ROWS, SEEDS=3 (seeds 0,1,2), EPOCHS=2 (overrides the recipe: a smoke run), LAUNCHER, EXTRA.
 ROWS ?= lenet300_dense,lenet300_sparsevd,lenet300_ard,lenet5_dense,lenet5_sparsevd,lenet5_ard
 SEEDS ?= 1
 EPOCHS ?=
 FORCE ?= 0
 LAUNCHER ?= basic
-SEED_LIST := $(shell seq -s, 0 $$(( $(SEEDS) - 1 )))
-RUNS_DIR ?= $(if $(EPOCHS),outputs/quick/runs,results/runs)
-OUT ?= results
-README ?= $(if $(EPOCHS),,README.md)
 EXTRA ?=
-RUN_ARGS := -m experiment=$(ROWS) seed=$(SEED_LIST) resume=auto results.dir=$(RUNS_DIR) \
-	results.force=$(if $(filter 1,$(FORCE)),true,false) hydra/launcher=$(LAUNCHER) \
-	$(if $(EPOCHS),trainer.epochs=$(EPOCHS)) $(EXTRA)
+SEED_LIST := $(shell seq -s, 0 $$(( $(SEEDS) - 1 )))
+# make reproduce writes here only; a smoke run (EPOCHS=) gets a folder of its own.
+REPRO ?= outputs/reproduce$(if $(EPOCHS),/quick-$(EPOCHS)ep)
+TRAIN_ROWS := $(PY) scripts/train.py -m experiment=$(ROWS) seed=$(SEED_LIST) resume=auto results.save=true \
+	hydra/launcher=$(LAUNCHER) trainer.progress=false $(if $(EPOCHS),trainer.epochs=$(EPOCHS))
 
 .DEFAULT_GOAL := help
-.PHONY: help install test train runs report reproduce bench export compress
+.PHONY: help install test train reproduce records report bench export compress
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,13 +38,16 @@ test: $(STAMP) ## run the test suite
 train: $(STAMP) ## train one config: make train ARGS="model=lenet5 method=ard"
 	$(PY) scripts/train.py $(ARGS)
 
-runs: $(STAMP) ## train the Table 1 rows (ROWS, SEEDS, EPOCHS, FORCE), skipping existing records
-	$(PY) scripts/train.py $(RUN_ARGS) trainer.progress=false
+reproduce: $(STAMP) ## train the Table 1 rows (ROWS, SEEDS, EPOCHS) into outputs/reproduce/ and table them beside the paper and the committed records
+	$(TRAIN_ROWS) outputs=$(REPRO)/work results.dir=$(REPRO)/runs $(EXTRA)
+	$(PY) scripts/report.py --runs $(REPRO)/runs --out $(REPRO) --readme "" --compare results/runs
 
-report: $(STAMP) ## rebuild results/table.{md,csv,tex}, results/figures and the README table from records
-	$(PY) scripts/report.py --runs $(RUNS_DIR) --out $(OUT) --readme "$(README)"
+records: $(STAMP) ## train rows into the committed results/runs (FORCE=1 replaces a record), then make report
+	$(TRAIN_ROWS) results.dir=results/runs results.force=$(if $(filter 1,$(FORCE)),true,false) $(EXTRA)
+	$(MAKE) report
 
-reproduce: runs report ## run every Table 1 row (SEEDS=, EPOCHS=, FORCE=) and rebuild the table
+report: $(STAMP) ## rebuild results/table.{md,csv,tex}, results/figures and the README table from results/runs
+	$(PY) scripts/report.py --runs results/runs --out results --readme README.md
 
 RECORD ?= results/runs/lenet300_sparsevd/seed0
 FILE ?= outputs/export/$(notdir $(patsubst %/,%,$(dir $(RECORD))))_$(notdir $(RECORD)).svd

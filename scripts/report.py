@@ -7,7 +7,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from sparsevd.compare import render_comparison
 from sparsevd.figures import make_all
+from sparsevd.records import atomic_write_text
 from sparsevd.report import load_paper, load_records, records_from_wandb, write_report
 
 
@@ -18,6 +20,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=Path("results"), help="where table.* and figures/ go")
     p.add_argument("--readme", default="README.md", help="README to update ('' to skip)")
     p.add_argument("--source", choices=["files", "wandb"], default="files")
+    p.add_argument("--compare", type=Path, help="committed records to put beside these runs and the paper "
+                                                "(writes <out>/comparison.md)")
     p.add_argument("--entity")
     p.add_argument("--project", default="sparsevd")
     args = p.parse_args(argv)
@@ -34,6 +38,12 @@ def main(argv=None) -> int:
                         warn=lambda m: print(m, file=sys.stderr))
     figures = make_all(rows, args.out / "figures") if args.source == "files" else []
     print((args.out / "table.md").read_text())
+    if args.compare:
+        warn = lambda m: print(m, file=sys.stderr)  # noqa: E731
+        md = render_comparison(load_paper(args.paper), load_records(args.compare, warn=warn), records, warn=warn)
+        atomic_write_text(args.out / "comparison.md", md)
+        print(md)
+        print(f"wrote {args.out}/comparison.md")
     print(f"wrote {args.out}/table.md, table.csv, table.tex and {len(figures)} figures")
     return 0
 

@@ -141,29 +141,32 @@ def test_records_from_wandb_api_runs():
     assert rows["lenet300_sparsevd"].n == 2 and rows["lenet300_sparsevd"].mean("test_error") == pytest.approx(1.9)
 
 
-def test_make_reproduce_smoke_produces_a_record_and_a_table_row(tmp_path, data_root):
-    """The real pipeline: Hydra multirun of one experiment, one epoch, 2000 examples, then the report."""
+def test_make_reproduce_trains_into_outputs_and_tables_beside_the_committed_records(tmp_path, data_root):
+    """The real pipeline: Hydra multirun of two rows, one epoch, 2000 examples, then the report and the
+    comparison; nothing tracked changes, and a second run finds the finished records instead of redoing them."""
     import os
 
     env = {**os.environ, "SPARSEVD_DATA": str(data_root), "WANDB_MODE": "disabled"}
-    proc = subprocess.run(
-        ["make", "reproduce", "ROWS=lenet300_sparsevd", "EPOCHS=1", f"RUNS_DIR={tmp_path / 'runs'}",
-         f"OUT={tmp_path / 'out'}", "README=",
-         f"EXTRA=data.train_size=2000 hydra.sweep.dir={tmp_path / 'multirun'}"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout
+    cmd = ["make", "reproduce", "ROWS=lenet300_dense,lenet300_sparsevd", "EPOCHS=1", f"REPRO={tmp_path}",
+           "EXTRA=data.train_size=2000"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     record = tmp_path / "runs" / "lenet300_sparsevd" / "seed0"
-    assert {"final.json", "metrics.jsonl", "config.yaml", "arrays.npz"} <= {p.name for p in record.iterdir()}
+    assert {"final.json", "metrics.jsonl", "config.yaml", "arrays.npz", "weights.safetensors"} <= {
+        p.name for p in record.iterdir()}
     final = json.loads((record / "final.json").read_text())
     assert final["metrics"]["epoch"] == 1 and final["config"]["data"]["train_size"] == 2000
-    md = (tmp_path / "out" / "table.md").read_text()
+    md = (tmp_path / "table.md").read_text()
     row = table_line(md, "LeNet-300-100", "SparseVD").split(" | ")
     assert row[2:4] == ["1", "1"] and float(row[5]) == pytest.approx(final["metrics"]["test_error"], abs=0.005)
     assert md.startswith("> **Quick run")
-    # A second run skips the existing record instead of replacing it.
-    again = subprocess.run(["make", "runs", "ROWS=lenet300_sparsevd", "EPOCHS=1", f"RUNS_DIR={tmp_path / 'runs'}",
-                            f"EXTRA=data.train_size=2000 hydra.sweep.dir={tmp_path / 'multirun2'}"],
-                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    comparison = (tmp_path / "comparison.md").read_text()
+    line = next(x for x in comparison.splitlines() if x.startswith("| LeNet-300-100 | SparseVD |"))
+    assert f"| {final['metrics']['test_error']:.2f} |" in line and "| 1.92 |" in line and "| 3 / 1 |" in line
+    assert subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True,
+                          text=True).stdout == status
+    again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "record exists" in again.stdout
     assert json.loads((record / "final.json").read_text()) == final
 
