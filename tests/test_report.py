@@ -118,6 +118,7 @@ def test_script_writes_tables_figures_and_readme_and_is_idempotent(runs, tmp_pat
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("after\n") and "old" not in text
     assert "1.90 ± 0.10" in text
+    assert "Runs (wall time" not in text and "Runs (wall time" in (out / "table.md").read_text()  # README: table only
     csv = (out / "table.csv").read_text().splitlines()
     assert csv[2].startswith("lenet300_sparsevd,LeNet-300-100,SparseVD,3,200,1.92,1.9,0.1,68,80.0,10.0,")
     subprocess.run(cmd, cwd=REPO, check=True, capture_output=True)

@@ -166,7 +166,7 @@ def quick_epochs(rows: list[Row], recipe_epochs: int = 200) -> list[int]:
     return sorted({e for r in rows for e in r.epochs() if e < recipe_epochs})
 
 
-def render_markdown(rows: list[Row], paper: dict, variants: list[Row] = ()) -> str:
+def render_markdown(rows: list[Row], paper: dict, variants: list[Row] = (), runs_list: bool = True) -> str:
     tol = paper["tolerance"]
     targets = paper.get("targets", {})
     table = [cells(r, tol, targets.get(r.key)) for r in rows]
@@ -185,7 +185,7 @@ def render_markdown(rows: list[Row], paper: dict, variants: list[Row] = ()) -> s
     if targets:
         lines += ["", "Meets target: the reproduction targets in results/paper.yaml, mean over seeds: "
                   + "; ".join(_target_text(k, t) for k, t in targets.items()) + "."]
-    if any(r.runs for r in rows):
+    if runs_list and any(r.runs for r in rows):
         lines += ["", "Runs (wall time is training plus per-epoch evaluation, summed over resumed segments):", "",
                   render_runs(rows).rstrip("\n")]
     if any(v.runs for v in variants):
@@ -312,6 +312,7 @@ def write_report(records: dict, paper: dict, out_dir: Path, readme: Path | None 
     atomic_write_text(out_dir / "table.md", table_md)
     atomic_write_text(out_dir / "table.csv", render_csv(rows, paper))
     atomic_write_text(out_dir / "table.tex", render_tex(rows, paper))
-    if readme is not None and readme.exists() and not update_readme(readme, table_md):
+    readme_md = render_markdown(rows, paper, runs_list=False)  # the README shows the table; table.md has the runs
+    if readme is not None and readme.exists() and not update_readme(readme, readme_md):
         print(f"note: {readme} has no {README_START} markers; README not updated", file=sys.stderr)
     return rows
