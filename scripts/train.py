@@ -6,7 +6,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from sparsevd.run import ERRORS, run
+from sparsevd.run import ERRORS, remove_empty_folders, run
 from sparsevd.trainer import Interrupted
 
 
@@ -24,6 +24,8 @@ def main(cfg: DictConfig) -> None:
     except KeyboardInterrupt:  # Ctrl-C outside the training loop: no step to finish, nothing to save
         print("interrupted outside the training loop; no new checkpoint was written", file=sys.stderr)
         sys.exit(130)
+    finally:  # Hydra makes the run folder up front; a failed start or a resume elsewhere leaves it empty
+        remove_empty_folders(Path(hc.runtime.output_dir), stop=Path(cfg.outputs))
 
 
 if __name__ == "__main__":

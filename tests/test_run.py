@@ -150,6 +150,8 @@ def test_resume_auto_finds_the_unfinished_run_of_the_same_config(tmp_path, data_
     assert again.returncode == 0, again.stderr
     assert f"continuing {first_dir}" in again.stdout
     assert _metrics(first_dir) == reference_run
+    # the resume ran in first_dir, so the folder Hydra made for it is gone, not left empty
+    assert not [d for d in tmp_path.rglob("*") if d.is_dir() and not any(d.iterdir())]
 
 
 def test_init_from_copies_the_trained_means_and_keeps_log_sigma2(tmp_path):

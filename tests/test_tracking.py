@@ -71,3 +71,30 @@ def test_offline_wandb_run_contains_the_logged_metrics(tmp_path, data_root, monk
     assert config["data"]["train_size"] == 1000
     assert run_info.run_group == "wandb_test" and run_info.project == "sparsevd"
     assert {"lenet300", "sparsevd", "mnist"} <= set(run_info.tags)
+
+
+def test_a_resumed_training_continues_the_same_wandb_run(tmp_path, data_root, monkeypatch):
+    import sparsevd.run as run_module
+    from sparsevd.records import load_checkpoint
+    from sparsevd.trainer import Interrupted
+
+    monkeypatch.setenv("SPARSEVD_DATA", str(data_root))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = OmegaConf.to_container(compose("train", overrides=[
+            "logger=wandb", "trainer.epochs=2", "data.train_size=1000", "trainer.progress=false"]), resolve=True)
+    real = run_module.summary_line
+
+    def stop_at_epoch_2(row):  # an interruption after epoch 1's checkpoint
+        if row["epoch"] == 2:
+            raise Interrupted("SIGTERM")
+        return real(row)
+    monkeypatch.setattr(run_module, "summary_line", stop_at_epoch_2)
+    with pytest.raises(Interrupted):
+        run(cfg, tmp_path)
+    run_id = load_checkpoint(tmp_path / "checkpoint.pt")["tracker_id"]
+    monkeypatch.setattr(run_module, "summary_line", real)
+    run({**cfg, "resume": str(tmp_path)}, tmp_path / "unused")
+    segments = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(segments) == 2 and all(p.name.endswith(f"-{run_id}") for p in segments)

@@ -6,7 +6,6 @@ block time scaled to the 600 steps of an epoch. Ratios, not seconds, are what we
 """
 from __future__ import annotations
 
-import resource
 import statistics
 import subprocess
 import sys
@@ -222,7 +221,3 @@ def summarize(times: dict[str, list[float]], nets, device) -> list[dict]:
             "gflops": flops / secs / 1e9,
         })
     return rows
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -35,12 +35,6 @@ class ConfigError(ValueError):
     """An override that cannot work; the message names the key and a valid value."""
 
 
-def _get(cfg: dict, dotted: str):
-    for part in dotted.split("."):
-        cfg = cfg[part]
-    return cfg
-
-
 def validate(cfg: dict) -> None:
     """Check every value before anything is written; raise ConfigError naming the fix."""
     def need(ok, msg):
@@ -219,7 +213,8 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
     if init_info is not None:
         atomic_write_json(run_dir / INIT_FROM, init_info)
-    tracker = make_tracker(cfg["logger"], cfg, f"{name}-seed{seed}", run_dir)
+    tracker_id = load_checkpoint(run_dir / CHECKPOINT).get("tracker_id") if resume else None
+    tracker = make_tracker(cfg["logger"], cfg, f"{name}-seed{seed}", run_dir, tracker_id)
     exit_code, final = 1, None
     start = time.perf_counter()
     try:
@@ -227,7 +222,7 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
             print(summary_line(row), flush=True)
             tracker.log(row)
         history = fit(model, data, tc, run_dir, seed=seed, device=device, on_eval=on_eval, resume=bool(resume),
-                      segment=env)
+                      segment=env, keep={"tracker_id": tracker.run_id})
         final = {"name": name, "seed": seed, "metrics": history[-1], "config": cfg, "overrides": list(overrides),
                  "environment": env, "init_from": _read_json(run_dir / INIT_FROM),
                  "segments": load_checkpoint(run_dir / CHECKPOINT).get("segments", []),
@@ -264,6 +259,14 @@ def init_means(model, model_name: str, source: Path) -> dict:
         raise ConfigError(f"model.init_from={source}: cannot copy weights ({exc}); pass a run of the same net") from None
     return {"run": str(source), "epoch": state.get("epoch"), "identity": state.get("identity"),
             "checkpoint_sha256": digest, "copied": copied}
+
+
+def remove_empty_folders(folder: Path, stop: Path) -> None:
+    """Remove ``folder`` and then its parents while they are empty, up to (not including) ``stop``."""
+    folder, stop = Path(folder).absolute(), Path(stop).absolute()
+    while folder != stop and stop in folder.parents and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent
 
 
 def _read_json(path: Path):

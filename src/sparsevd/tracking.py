@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 
@@ -23,6 +24,8 @@ def flatten_row(row: dict) -> dict:
 
 
 class NullTracker:
+    run_id: str | None = None
+
     def log(self, row: dict) -> None:
         pass
 
@@ -34,13 +37,15 @@ class WandbTracker(NullTracker):
     """Streams each evaluation to W&B; ``mode`` defaults to offline and ``$WANDB_MODE`` wins."""
 
     def __init__(self, config: dict, *, project: str, entity: str | None, group: str, tags: list,
-                 name: str, mode: str, dir: str | os.PathLike):
+                 name: str, mode: str, dir: str | os.PathLike, run_id: str | None = None):
         import wandb
 
         Path(dir).mkdir(parents=True, exist_ok=True)
+        # A resumed training passes the id its checkpoint kept, so all its segments are one W&B run.
+        self.run_id = run_id or secrets.token_hex(4)
         self.run = wandb.init(project=project, entity=entity, group=group, tags=list(tags), name=name,
                               config=config, dir=str(dir), mode=os.environ.get("WANDB_MODE") or mode,
-                              reinit="finish_previous")
+                              id=self.run_id, resume="allow", reinit="finish_previous")
 
     def log(self, row: dict) -> None:
         self.run.log(flatten_row(row), step=row["epoch"])
@@ -51,11 +56,11 @@ class WandbTracker(NullTracker):
         self.run.finish(exit_code=exit_code)
 
 
-def make_tracker(logger_cfg: dict, config: dict, run_name: str, run_dir: Path) -> NullTracker:
+def make_tracker(logger_cfg: dict, config: dict, run_name: str, run_dir: Path, run_id: str | None = None) -> NullTracker:
     if logger_cfg.get("name", "none") == "none":
         return NullTracker()
     if logger_cfg["name"] != "wandb":
         raise ValueError(f"unknown logger {logger_cfg['name']!r}; use logger=wandb or logger=none")
     return WandbTracker(config, project=logger_cfg["project"], entity=logger_cfg.get("entity"),
                         group=logger_cfg["group"], tags=logger_cfg.get("tags", []), name=run_name,
-                        mode=logger_cfg.get("mode", "offline"), dir=logger_cfg.get("dir") or run_dir)
+                        mode=logger_cfg.get("mode", "offline"), dir=logger_cfg.get("dir") or run_dir, run_id=run_id)

@@ -156,11 +156,12 @@ class _StopFlag:
 
 def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, run_dir: Path, *, seed: int = 0,
         device: torch.device = torch.device("cpu"), on_eval=None, resume: bool = False,
-        segment: dict | None = None) -> list[dict]:
+        segment: dict | None = None, keep: dict | None = None) -> list[dict]:
     """Train ``model`` and return the per-evaluation history; checkpoints go to ``run_dir``.
 
     Loss (the negative SGVLB, as in the authors' code): N * mean CE + beta * sum KL.
     ``loss_scale='mean'`` divides it by N, which changes Adam's effective epsilon.
+    ``keep``: extra entries written into every checkpoint (the W&B run id, so a resume continues that run).
     """
     run_dir = Path(run_dir)
     ckpt_path = run_dir / CHECKPOINT
@@ -182,9 +183,6 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, run_dir: Path, *, see
         set_rng_state(state["rng"], generator)
         start_epoch, start_step, wall = state["epoch"], state["step"], state["wall_time"]
         part, history, segments = state.get("part"), state["history"], state.get("segments", [])
-        if "part" not in state and state.get("perm") is not None:  # checkpoints of sparsevd <= 0.1 (baf3820)
-            part = {"perm": state["perm"], "ce_sum": state["ce_sum"], "kl": torch.zeros(()),
-                    "first_bad": torch.full((2,), 1 << 62, dtype=torch.long)}
         part = None if part is None else {k: v.to(device) for k, v in part.items()}
     segments = [*segments, {**(segment or {}), "from_epoch": start_epoch, "from_step": start_step}]
     model.to(device)
@@ -195,7 +193,7 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, run_dir: Path, *, see
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "rng": rng_state(generator), "epoch": epoch, "step": step, "part": part,
             "history": history, "wall_time": wall + time.perf_counter() - t0, "identity": cfg.identity,
-            "segments": segments})
+            "segments": segments, **(keep or {})})
 
     t0 = time.perf_counter()
     with _StopFlag() as stop:
