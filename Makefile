@@ -19,7 +19,7 @@ TRAIN_ROWS := $(PY) scripts/train.py -m experiment=$(ROWS) seed=$(SEED_LIST) res
 	hydra/launcher=$(LAUNCHER) trainer.progress=false $(if $(EPOCHS),trainer.epochs=$(EPOCHS))
 
 .DEFAULT_GOAL := help
-.PHONY: help install test train reproduce records report bench export compress
+.PHONY: help install test train reproduce records report notebook bench export compress
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,6 +48,11 @@ records: $(STAMP) ## train rows into the committed results/runs (FORCE=1 replace
 
 report: $(STAMP) ## rebuild results/table.{md,csv,tex}, results/figures and the README table from results/runs
 	$(PY) scripts/report.py --runs results/runs --out results --readme README.md
+
+notebook: $(STAMP) ## re-execute notebooks/results.ipynb in place on the committed records (its outputs are saved in the file)
+	$(PY) -c "import nbformat; from nbclient import NotebookClient as C; nb = nbformat.read('notebooks/results.ipynb', 4); \
+	C(nb, timeout=600, kernel_name='python3', resources={'metadata': {'path': 'notebooks'}}).execute(); \
+	nbformat.write(nb, 'notebooks/results.ipynb')"
 
 RECORD ?= results/runs/lenet300_sparsevd/seed0
 FILE ?= outputs/export/$(notdir $(patsubst %/,%,$(dir $(RECORD))))_$(notdir $(RECORD)).svd

@@ -26,44 +26,55 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+SEED_STYLES = ("-", "--", ":", "-.")
+ERROR_TICKS = (0.5, 0.6, 0.8, 1, 1.5, 2, 3, 5, 10, 20, 50)
+
+
 def curves(rows: list[Row], out: Path) -> Path | None:
-    """Test error and compression vs epoch, one line per experiment and seed."""
+    """Test error and compression vs epoch: one colour per experiment, one line style per seed."""
     rows = [r for r in rows if r.runs]
     if not rows:
         return None
-    fig, (ax_err, ax_comp) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_err, ax_comp) = plt.subplots(1, 2, figsize=(12, 4.2))
     for i, row in enumerate(rows):
-        color = f"C{i % 10}"
         for j, run in enumerate(row.runs):
             path = Path(run["record"]) / "metrics.jsonl"
             if not path.exists():
                 continue
             hist = read_jsonl(path)
             epochs = [h["epoch"] for h in hist]
-            label = row.key if j == 0 else None
-            ax_err.plot(epochs, [h["test_error"] for h in hist], color=color, label=label, lw=1)
-            ax_comp.plot(epochs, [h["compression"] for h in hist], color=color, label=label, lw=1)
-    ax_err.set(xlabel="epoch", ylabel="test error %", yscale="log", title="Test error")
+            style = dict(color=f"C{i % 10}", ls=SEED_STYLES[j % len(SEED_STYLES)], lw=1,
+                         label=f"{row.key} seed {run['seed']}")
+            ax_err.plot(epochs, [h["test_error"] for h in hist], **style)
+            ax_comp.plot(epochs, [h["compression"] for h in hist], **style)
+    ax_err.set(xlabel="epoch", ylabel="test error % (log scale)", yscale="log", title="Test error")
+    ax_err.set_yticks([t for t in ERROR_TICKS if ax_err.get_ylim()[0] <= t <= ax_err.get_ylim()[1]])
     ax_err.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-    ax_err.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-    ax_comp.set(xlabel="epoch", ylabel="compression ×", yscale="log", title="Compression (weights / nonzero)")
-    ax_comp.legend(fontsize=7)
+    ax_err.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax_comp.set(xlabel="epoch", ylabel="compression × (log scale)", yscale="log",
+                title="Compression (weights / nonzero weights)")
+    ax_comp.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, out / "curves.png")
 
 
 def sparsity_bars(rows: list[Row], out: Path) -> Path | None:
-    """Per-layer sparsity, paper vs ours, for the rows that have paper numbers."""
+    """Per-layer share of weights kept (100 - sparsity), paper vs ours, on a log scale so that
+    98 % and 99.8 % pruned (2 % and 0.2 % kept) look as different as they are."""
     rows = [r for r in rows if r.runs and "sparsity" in r.paper]
     if not rows:
         return None
-    fig, axes = plt.subplots(1, len(rows), figsize=(4 * len(rows), 3.5), squeeze=False)
-    for ax, row in zip(axes[0], rows):
+    fig, axes = plt.subplots(1, len(rows), figsize=(3.6 * len(rows), 3.6), squeeze=False, sharey=True)
+    for k, (ax, row) in enumerate(zip(axes[0], rows)):
         layers = list(row.runs[0]["metrics"]["sparsity"])
         x = np.arange(len(layers))
-        ax.bar(x - 0.2, row.paper["sparsity"], 0.4, label="paper")
-        ax.bar(x + 0.2, row.sparsity(), 0.4, label=f"ours (n={row.n})")
-        ax.set(xticks=x, xticklabels=layers, ylim=(0, 100), title=row.key, ylabel="% pruned")
-        ax.legend(fontsize=7, loc="lower left")
+        ax.bar(x - 0.2, [100 - v for v in row.paper["sparsity"]], 0.4, label="paper")
+        ax.bar(x + 0.2, [100 - v for v in row.sparsity()], 0.4, label=f"ours (mean of {row.n})")
+        ax.set(xticks=x, xticklabels=layers, yscale="log", ylim=(0.05, 100), title=row.key)
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        if k == 0:
+            ax.set_ylabel("% of weights kept (log scale)")
+        ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
     return _save(fig, out / "sparsity.png")
 
 
@@ -84,11 +95,13 @@ def log_alpha_histograms(rows: list[Row], out: Path) -> list[Path]:
             continue
         edges = arrays["bin_edges"]
         threshold = row.runs[0]["config"]["method"]["threshold"]
-        fig, axes = plt.subplots(1, len(layers), figsize=(3.2 * len(layers), 2.8), squeeze=False)
+        fig, axes = plt.subplots(1, len(layers), figsize=(3.4 * len(layers), 2.9), squeeze=False)
         for ax, layer in zip(axes[0], layers):
             ax.stairs(arrays[f"log_alpha_hist/{layer}"], edges, fill=True)
-            ax.axvline(threshold, color="k", ls="--", lw=1)
+            ax.axvline(threshold, color="k", ls="--", lw=1, label=f"threshold {threshold:g}")
             ax.set(title=layer, xlabel="log α", yscale="log")
+            ax.legend(fontsize=7, loc="upper center")
+        axes[0][0].set_ylabel("weights (log scale)")
         fig.suptitle(f"{row.key}: log α of the final model (seed {row.runs[0]['seed']})", y=1.04)
         made.append(_save(fig, out / f"log_alpha_{row.key}.png"))
     return made
