@@ -100,18 +100,6 @@ def _num(v, fmt="{:.2f}") -> str:
     return DASH if v is None else fmt.format(v)
 
 
-def verdict(row: Row, tol: dict) -> str:
-    """✓ when every paper number the row has is met within tolerance, ✗ otherwise, — if no runs."""
-    if not row.runs or not row.paper:
-        return DASH
-    ok = True
-    if "error" in row.paper:
-        ok &= row.mean("test_error") <= row.paper["error"] + tol["error_pt"]
-    if "compression" in row.paper:
-        ok &= row.mean("compression") >= tol["compression_frac"] * row.paper["compression"]
-    return "✓" if ok else "✗"
-
-
 def seeds_needed(target: dict) -> int:
     """How many seeds a target's verdict needs (results/paper.yaml ``targets``; one unless it says)."""
     return target.get("seeds", 1)
@@ -137,7 +125,7 @@ def _target_text(key: str, t: dict) -> str:
     return f"{key} {', '.join(parts)}"
 
 
-def cells(row: Row, tol: dict, target: dict | None = None) -> dict[str, str]:
+def cells(row: Row, target: dict | None = None) -> dict[str, str]:
     err, paper_err = row.mean("test_error"), row.paper.get("error")
     err_cell = DASH
     if err is not None:
@@ -157,7 +145,6 @@ def cells(row: Row, tol: dict, target: dict | None = None) -> dict[str, str]:
         "Paper compression": f"{row.paper['compression']:g}×" if "compression" in row.paper else DASH,
         "Our compression": DASH if comp is None else f"{comp:.0f}×" + (f" ± {row.std('compression'):.0f}"
                                                                         if row.n > 1 and method_is_sparse else ""),
-        "Within tolerance": verdict(row, tol),
         "Meets target": meets_target(row, target),
     }
 
@@ -167,9 +154,8 @@ def quick_epochs(rows: list[Row], recipe_epochs: int = 200) -> list[int]:
 
 
 def render_markdown(rows: list[Row], paper: dict, variants: list[Row] = (), runs_list: bool = True) -> str:
-    tol = paper["tolerance"]
     targets = paper.get("targets", {})
-    table = [cells(r, tol, targets.get(r.key)) for r in rows]
+    table = [cells(r, targets.get(r.key)) for r in rows]
     header = list(table[0])
     lines = []
     quick = quick_epochs(rows)
@@ -179,9 +165,7 @@ def render_markdown(rows: list[Row], paper: dict, variants: list[Row] = (), runs
                   "smoke-test numbers, not results. Do not commit.**", ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(t[h] for h in header) + " |" for t in table]
-    lines += ["", f"Error: mean ± sample std over seeds. Within tolerance: error ≤ paper + "
-              f"{tol['error_pt']} pt and compression ≥ {tol['compression_frac']} × paper "
-              "(ARD rows are held to the SparseVD targets). Records: `results/runs/<row>/seed<k>/`."]
+    lines += ["", "Error: mean ± sample std over seeds. Records: `results/runs/<row>/seed<k>/`."]
     if targets:
         lines += ["", "Meets target: the reproduction targets in results/paper.yaml, mean over seeds: "
                   + "; ".join(_target_text(k, t) for k, t in targets.items()) + "."]
@@ -238,7 +222,7 @@ def render_runs(rows: list[Row], first: str = "Row") -> str:
 def render_csv(rows: list[Row], paper: dict) -> str:
     buf = io.StringIO()
     fields = ["row", "network", "method", "seeds", "epochs", "paper_error", "error_mean", "error_std",
-              "paper_compression", "compression_mean", "compression_std", "sparsity_mean", "within_tolerance", "meets_target", "target_seeds"]
+              "paper_compression", "compression_mean", "compression_std", "sparsity_mean", "meets_target", "target_seeds"]
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for r in rows:
@@ -250,7 +234,6 @@ def render_csv(rows: list[Row], paper: dict) -> str:
             "paper_compression": r.paper.get("compression", ""),
             "compression_mean": _round(r.mean("compression")), "compression_std": _round(r.std("compression")),
             "sparsity_mean": "-".join(f"{v:.2f}" for v in r.sparsity()) if r.runs else "",
-            "within_tolerance": {"✓": "yes", "✗": "no"}.get(verdict(r, paper["tolerance"]), ""),
             "meets_target": {"✓": "yes", "✗": "no"}.get(meets_target(r, target)[:1], ""),
             # the seeds the verdict needs: with fewer (seeds < target_seeds) it is the verdict so far
             "target_seeds": seeds_needed(target) if target else "",
@@ -263,12 +246,11 @@ def _round(v):
 
 
 def render_tex(rows: list[Row], paper: dict) -> str:
-    tol = paper["tolerance"]
     out = [r"\begin{tabular}{llcccccc}", r"\toprule",
            r"Network & Method & Paper err. & Our err. & Paper spars. & Our spars. & Paper comp. & Our comp. \\",
            r"\midrule"]
     for r in rows:
-        c = cells(r, tol)
+        c = cells(r)
         vals = [c[k].replace("%", r"\%").replace("±", r"$\pm$").replace("×", r"$\times$").replace(DASH, "--")
                 for k in ("Network", "Method", "Paper error %", "Our error %", "Paper sparsity %",
                           "Our sparsity %", "Paper compression", "Our compression")]
