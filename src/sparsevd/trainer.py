@@ -154,6 +154,81 @@ class _StopFlag:
             signal.signal(sig, handler)
 
 
+class _Loop:
+    """What one training process carries between steps: optimizer, shuffling RNG, the part-done epoch,
+    the history and where each segment ran; it checkpoints and restores all of it."""
+
+    def __init__(self, model, data: Dataset, cfg: TrainConfig, run_dir: Path, seed: int, device, keep: dict):
+        self.model, self.data, self.cfg, self.device, self.keep = model, data, cfg, device, keep
+        self.ckpt_path, self.metrics_path = Path(run_dir) / CHECKPOINT, Path(run_dir) / "metrics.jsonl"
+        self.optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.history, self.segments = [], []  # segments: git SHA, versions, device of each process
+        self.epoch, self.step, self.part, self.wall = 0, 0, None, 0.0  # part: running state of a part-done epoch
+        self.t0 = time.perf_counter()
+
+    def restore(self) -> None:
+        state = load_checkpoint(self.ckpt_path)
+        if state.get("identity") != self.cfg.identity:
+            raise RecordError(f"checkpoint in {self.ckpt_path.parent} is from {state.get('identity')}, not "
+                              f"{self.cfg.identity}; resume with the run's own overrides or start a new run")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"], self.generator)
+        self.epoch, self.step, self.wall = state["epoch"], state["step"], state["wall_time"]
+        self.history, self.segments = state["history"], state.get("segments", [])
+        part = state.get("part")
+        self.part = None if part is None else {k: v.to(self.device) for k, v in part.items()}
+
+    def save(self, epoch: int, step: int, part: dict | None) -> None:
+        save_checkpoint(self.ckpt_path, {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "rng": rng_state(self.generator), "epoch": epoch, "step": step, "part": part,
+            "history": self.history, "wall_time": self.wall + time.perf_counter() - self.t0,
+            "identity": self.cfg.identity, "segments": self.segments, **self.keep})
+
+    def train_epoch(self, epoch: int, beta: float, stop: "_StopFlag") -> tuple[float, float]:
+        """The epoch's remaining steps; returns its mean train CE and last KL. A signal checkpoints
+        mid-epoch and raises Interrupted; a non-finite loss raises TrainingError."""
+        cfg, data, n, device = self.cfg, self.data, self.data.num_train, self.device
+        if self.part is None:
+            # first_bad: first non-finite step of (CE, KL), kept on the device so no step syncs.
+            self.part = {"perm": torch.randperm(n, generator=self.generator), "ce_sum": torch.zeros((), device=device),
+                         "kl": torch.zeros((), device=device),
+                         "first_bad": torch.full((2,), 1 << 62, device=device, dtype=torch.long)}
+        perm, ce_sum, kl, first_bad = (self.part[k] for k in ("perm", "ce_sum", "kl", "first_bad"))
+        index = perm.to(device).split(cfg.batch_size)
+        self.model.train()
+        for step in _progress(range(self.step, len(index)), cfg.progress, f"epoch {epoch + 1}/{cfg.epochs}"):
+            idx = index[step]
+            ce, kl = train_step(self.model, self.optimizer, data.x_train[idx], data.y_train[idx], n, beta,
+                                cfg.loss_scale)
+            ce_sum = ce_sum + ce * len(idx)
+            first_bad = torch.where(torch.isfinite(torch.stack((ce, kl))), first_bad, first_bad.clamp(max=step))
+            if stop.signum is not None:
+                if not _params_finite(self.model):
+                    raise TrainingError(f"interrupted with non-finite parameters in epoch {epoch + 1}; kept the "
+                                        f"last good checkpoint {self.ckpt_path}; lower optim.lr and resume from it")
+                self.save(epoch, step + 1, {"perm": perm, "ce_sum": ce_sum, "kl": kl, "first_bad": first_bad})
+                raise Interrupted(signal.Signals(stop.signum).name)
+        train_ce, train_kl = (ce_sum / n).item(), float(kl.detach())
+        _check_finite(self.model, train_ce, train_kl, first_bad.tolist(), epoch, self.ckpt_path)
+        self.step, self.part = 0, None
+        return train_ce, train_kl
+
+    def record(self, epoch: int, beta: float, lr: float, train_ce: float, train_kl: float) -> dict:
+        """Evaluate, append the row to the history and rewrite metrics.jsonl."""
+        data, n = self.data, self.data.num_train
+        row = {"epoch": epoch + 1, "train_ce": train_ce, "train_kl": train_kl, "train_kl_per_sample": train_kl / n,
+               "kl_weight": beta, "lr": lr, "time": self.wall + time.perf_counter() - self.t0,
+               **evaluate(self.model, data.x_test, data.y_test)}
+        if data.x_val is not None:
+            row["val_error"] = test_error(self.model, data.x_val, data.y_val)
+        self.history.append(row)
+        write_jsonl(self.metrics_path, self.history)
+        return row
+
+
 def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, run_dir: Path, *, seed: int = 0,
         device: torch.device = torch.device("cpu"), on_eval=None, resume: bool = False,
         segment: dict | None = None, keep: dict | None = None) -> list[dict]:
@@ -163,84 +238,29 @@ def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, run_dir: Path, *, see
     ``loss_scale='mean'`` divides it by N, which changes Adam's effective epsilon.
     ``keep``: extra entries written into every checkpoint (the W&B run id, so a resume continues that run).
     """
-    run_dir = Path(run_dir)
-    ckpt_path = run_dir / CHECKPOINT
     if device.type == "cpu" and sys.platform.startswith("linux"):
         keep_freed_memory()
-    n = data.num_train
-    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
-    generator = torch.Generator().manual_seed(seed)
-    history: list[dict] = []
-    start_epoch, start_step, part, wall = 0, 0, None, 0.0  # part: running state of a part-done epoch
-    segments = []  # provenance (git SHA, versions, device) of each process that trained this run
+    loop = _Loop(model, data, cfg, Path(run_dir), seed, device, keep or {})
     if resume:
-        state = load_checkpoint(ckpt_path)
-        if state.get("identity") != cfg.identity:
-            raise RecordError(f"checkpoint in {run_dir} is from {state.get('identity')}, not "
-                              f"{cfg.identity}; resume with the run's own overrides or start a new run")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        set_rng_state(state["rng"], generator)
-        start_epoch, start_step, wall = state["epoch"], state["step"], state["wall_time"]
-        part, history, segments = state.get("part"), state["history"], state.get("segments", [])
-        part = None if part is None else {k: v.to(device) for k, v in part.items()}
-    segments = [*segments, {**(segment or {}), "from_epoch": start_epoch, "from_step": start_step}]
+        loop.restore()
+    loop.segments = [*loop.segments, {**(segment or {}), "from_epoch": loop.epoch, "from_step": loop.step}]
     model.to(device)
     schedule = KLSchedule(cfg.kl_start, cfg.kl_warmup, cfg.kl_max)
-
-    def checkpoint(epoch, step, part):
-        save_checkpoint(ckpt_path, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "rng": rng_state(generator), "epoch": epoch, "step": step, "part": part,
-            "history": history, "wall_time": wall + time.perf_counter() - t0, "identity": cfg.identity,
-            "segments": segments, **(keep or {})})
-
-    t0 = time.perf_counter()
+    loop.t0 = time.perf_counter()
     with _StopFlag() as stop:
-        for epoch in range(start_epoch, cfg.epochs):
-            beta = schedule(epoch)
-            lr = cfg.lr * lr_factor(epoch, cfg.epochs, cfg.schedule)
-            for group in optimizer.param_groups:
+        for epoch in range(loop.epoch, cfg.epochs):
+            beta, lr = schedule(epoch), cfg.lr * lr_factor(epoch, cfg.epochs, cfg.schedule)
+            for group in loop.optimizer.param_groups:
                 group["lr"] = lr
-            if part is None:
-                # first_bad: first non-finite step of (CE, KL), kept on the device so no step syncs.
-                part = {"perm": torch.randperm(n, generator=generator), "ce_sum": torch.zeros((), device=device),
-                        "kl": torch.zeros((), device=device),
-                        "first_bad": torch.full((2,), 1 << 62, device=device, dtype=torch.long)}
-            perm, ce_sum, kl, first_bad = part["perm"], part["ce_sum"], part["kl"], part["first_bad"]
-            index = perm.to(device).split(cfg.batch_size)
-            model.train()
-            steps = _progress(range(start_step, len(index)), cfg.progress, f"epoch {epoch + 1}/{cfg.epochs}")
-            for step in steps:
-                idx = index[step]
-                ce, kl = train_step(model, optimizer, data.x_train[idx], data.y_train[idx], n, beta, cfg.loss_scale)
-                ce_sum = ce_sum + ce * len(idx)
-                finite = torch.isfinite(torch.stack((ce, kl)))
-                first_bad = torch.where(finite, first_bad, first_bad.clamp(max=step))
-                if stop.signum is not None:
-                    if not _params_finite(model):
-                        raise TrainingError(f"interrupted with non-finite parameters in epoch {epoch + 1}; kept the "
-                                            f"last good checkpoint {ckpt_path}; lower optim.lr and resume from it")
-                    checkpoint(epoch, step + 1, {"perm": perm, "ce_sum": ce_sum, "kl": kl, "first_bad": first_bad})
-                    raise Interrupted(signal.Signals(stop.signum).name)
-            start_step = 0
-            train_ce, train_kl = (ce_sum / n).item(), float(kl.detach())
-            _check_finite(model, train_ce, train_kl, first_bad.tolist(), epoch, ckpt_path)
-            part = None
+            train_ce, train_kl = loop.train_epoch(epoch, beta, stop)
             last = epoch + 1 == cfg.epochs
             if (epoch + 1) % cfg.eval_every == 0 or last:
-                row = {"epoch": epoch + 1, "train_ce": train_ce, "train_kl": train_kl,
-                       "train_kl_per_sample": train_kl / n, "kl_weight": beta, "lr": lr,
-                       "time": wall + time.perf_counter() - t0, **evaluate(model, data.x_test, data.y_test)}
-                if data.x_val is not None:
-                    row["val_error"] = test_error(model, data.x_val, data.y_val)
-                history.append(row)
-                write_jsonl(run_dir / "metrics.jsonl", history)
+                row = loop.record(epoch, beta, lr, train_ce, train_kl)
                 if on_eval is not None:
                     on_eval(row)
             if (epoch + 1) % cfg.checkpoint_every == 0 or last:
-                checkpoint(epoch + 1, 0, None)
-    return history
+                loop.save(epoch + 1, 0, None)
+    return loop.history
 
 
 def _check_finite(model, train_ce, train_kl, first_bad, epoch, ckpt_path):
