@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from sparsevd.records import upgrade_config
-from sparsevd.run import ConfigError, validate
+from sparsevd.config import ConfigError, validate
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 GROUPS = ["model", "data", "method", "kl", "optim", "logger", "experiment"]

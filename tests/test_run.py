@@ -157,7 +157,8 @@ def test_resume_auto_finds_the_unfinished_run_of_the_same_config(tmp_path, data_
 def test_init_from_copies_the_trained_means_and_keeps_log_sigma2(tmp_path):
     from sparsevd.models import build_model
     from sparsevd.records import save_checkpoint
-    from sparsevd.run import ConfigError, init_means
+    from sparsevd.config import ConfigError
+    from sparsevd.run import init_means
 
     dense = build_model("lenet5", "dense")
     with torch.no_grad():
@@ -204,7 +205,7 @@ def test_init_from_a_dense_run_is_used_and_recorded(tmp_path, data_root):
 def test_resume_auto_matches_a_run_saved_before_a_key_was_added(tmp_path):
     import yaml
 
-    from sparsevd.run import find_unfinished
+    from sparsevd.resume import find_unfinished
 
     cfg = {"name": "x", "seed": 0, "model": {"name": "lenet300", "init_from": None}, "outputs": str(tmp_path)}
     old = tmp_path / "old"
@@ -246,7 +247,7 @@ def test_git_info_names_the_commit_a_process_loaded(tmp_path, monkeypatch):
 
 def test_log_alpha_histograms_span_the_runs_clip_and_lose_no_weight(tmp_path):
     from sparsevd.models import build_model
-    from sparsevd.run import save_arrays
+    from sparsevd.arrays import save_arrays
 
     model = build_model("lenet300", "sparsevd", log_alpha_clip=10.0)
     with torch.no_grad():

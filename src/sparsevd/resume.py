@@ -1,0 +1,79 @@
+"""Which run folder a training continues: an explicit one (checked against the config) or, with
+``resume=auto``, the newest unfinished run of the same config."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from .nn import LOG_ALPHA_CLIP
+from .records import CHECKPOINT, RecordError, upgrade_config
+
+# Keys that may differ between a run and its resumption without changing what is computed.
+VOLATILE_KEYS = ("resume", "outputs", "logger", "device", "results", "data.root", "trainer.progress")
+
+
+def comparable(cfg: dict) -> dict:
+    """The config without the keys that may change across a resume."""
+    out = upgrade_config(cfg)
+    for dotted in VOLATILE_KEYS:
+        *parents, leaf = dotted.split(".")
+        node = out
+        for p in parents:
+            node = node.get(p, {})
+        node.pop(leaf, None)
+    if isinstance(out.get("method"), dict) and out["method"].get("log_alpha_clip") == LOG_ALPHA_CLIP:
+        out["method"]["log_alpha_clip"] = None  # an explicit 8 is what null (or a config from before the key) means
+    return out
+
+
+def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    keys = sorted(set(a) | set(b))
+    out = []
+    for k in keys:
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _diff(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            out.append(f"{prefix}{k}={va!r} (checkpoint) vs {vb!r} (now)")
+    return out
+
+
+def find_unfinished(outputs: Path, cfg: dict) -> Path | None:
+    """The newest run folder under ``outputs`` with a checkpoint, no final.json and the same config."""
+    want = comparable(cfg)
+    candidates = []
+    for ckpt in Path(outputs).rglob(CHECKPOINT):
+        run_dir = ckpt.parent
+        if (run_dir / "final.json").exists() or not (run_dir / "config.yaml").exists():
+            continue
+        try:
+            saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+        except yaml.YAMLError:
+            continue
+        if not _diff(comparable(saved), want):  # a key added since (default null) still matches
+            candidates.append((ckpt.stat().st_mtime, run_dir))
+    return max(candidates)[1] if candidates else None
+
+
+def resume_target(cfg: dict, run_dir: Path) -> tuple[bool, Path]:
+    """(whether to resume, the run folder to use) for ``cfg['resume']``: null, "auto" or a folder."""
+    resume = cfg["resume"]
+    if resume == "auto":
+        found = find_unfinished(Path(cfg.get("outputs", "outputs")), cfg)
+        print(f"resume=auto: {'continuing ' + str(found) if found else 'no unfinished run of this config, starting fresh'}")
+        return (True, found) if found else (False, run_dir)
+    if not resume:
+        return False, run_dir
+    run_dir = Path(resume)
+    if not (run_dir / "config.yaml").exists():
+        raise RecordError(f"resume={resume}: no config.yaml there; pass the folder of an earlier run")
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    diff = _diff(comparable(saved), comparable(cfg))
+    if diff:
+        raise RecordError(f"resume={resume} was trained with a different config: {'; '.join(diff[:3])}; "
+                          f"resume with the run's own overrides, or start a new run")
+    if not (run_dir / CHECKPOINT).exists():
+        raise RecordError(f"resume={run_dir}: no {CHECKPOINT} there (the run never finished an epoch); "
+                          f"start a new run instead")
+    return True, run_dir
