@@ -139,6 +139,7 @@ VARIANTS = {
     "lenet5_sparsevd_no_train_clip": ("lenet5_sparsevd", {"method.train_clip"}),
     "lenet5_sparsevd_mean_loss": ("lenet5_sparsevd", {"loss.scale"}),
     "lenet5_ard_lr_const_then_linear": ("lenet5_ard", {"optim.schedule"}),
+    "fashion_lenet5_sparsevd_lr_linear": ("fashion_lenet5_sparsevd", {"optim.schedule"}),
     "lenet5_sparsevd_log_sigma2_init": ("lenet5_sparsevd", {"method.log_sigma2_init"}),
 }
 
@@ -156,6 +157,14 @@ def test_a_variant_changes_only_what_it_says(variant):
     b = dict(_leaves(composed(f"experiment={variant}", *init_from(variant))))
     changed = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)} - {"name", "logger.group"}  # both follow the name
     assert changed == allowed
+
+
+@pytest.mark.parametrize("row", ["lenet300_dense", "lenet300_sparsevd", "lenet300_ard", "lenet5_dense",
+                                 "lenet5_sparsevd", "lenet5_ard"])
+def test_fashion_rows_are_the_mnist_rows_on_other_data(row):
+    a = dict(_leaves(composed(f"experiment={row}")))
+    b = dict(_leaves(composed(f"experiment=fashion_{row}")))
+    assert {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)} - {"name", "logger.group", "logger.tags"} == {"data.name"}
 
 
 def test_every_variant_experiment_is_listed():
