@@ -91,7 +91,7 @@ def build_rows(records: dict[str, list[dict]], paper: dict, warn=print) -> list[
 
 
 def variant_rows(records: dict[str, list[dict]], paper: dict) -> list[Row]:
-    """Records of experiments that are not Table 1 rows (results/NOTES.md's variants), by name."""
+    """Records of experiments that are not Table 1 rows (docs/reproduction.md's variants), by name."""
     return [Row(key, DASH, DASH, {}, sorted(runs, key=lambda r: r["seed"]))
             for key, runs in sorted(records.items()) if key not in paper["rows"]]
 
@@ -174,7 +174,7 @@ def render_markdown(rows: list[Row], paper: dict, variants: list[Row] = (), runs
                   render_runs(rows).rstrip("\n")]
     if any(v.runs for v in variants):
         lines += ["", "Variants: records of experiments that are not Table 1 rows, kept out of the table above "
-                  "(what each changes: `results/NOTES.md`):", "", render_runs(variants, "Variant").rstrip("\n")]
+                  "(what each changes: `docs/reproduction.md`):", "", render_runs(variants, "Variant").rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 
