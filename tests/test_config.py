@@ -126,11 +126,11 @@ def test_cli_missing_data_and_unwritable_results_write_nothing(tmp_path):
         assert not run_dir.exists()  # not even the empty folder Hydra made up front
 
 
-# Each variant of a Table 1 row (results/NOTES.md) and the only keys where it may differ from that row.
+# Each variant of a Table 1 row (docs/reproduction.md) and the only keys where it may differ from that row.
 VARIANTS = {
     "lenet300_dense_wd": ("lenet300_dense", {"optim.weight_decay", "loss.scale"}),
     "lenet5_sparsevd_lr_linear": ("lenet5_sparsevd", {"optim.schedule"}),
-    # run with the linear schedule, so they vary that recipe (the row's until it changed; results/NOTES.md)
+    # run with the linear schedule, so they vary that recipe (the row's until it changed; docs/reproduction.md)
     "lenet5_sparsevd_pretrained": ("lenet5_sparsevd_lr_linear", {"model.init_from"}),
     "lenet5_sparsevd_lasagne": ("lenet5_sparsevd_lr_linear", {"model.init", "method.clip_noise"}),
     "lenet5_ard_lasagne": ("lenet5_ard", {"model.init", "method.clip_noise"}),
@@ -183,6 +183,7 @@ def _what_it_computes(cfg: dict) -> dict:
         return {k: drop_null(v) if isinstance(v, dict) else v for k, v in d.items() if v is not None}
     out = drop_null({k: v for k, v in cfg.items() if k not in RUN_PLACE and k != "hydra"})
     out["trainer"].pop("progress", None)
+    out["trainer"].pop("compile", None)  # how the per-weight pass runs, like device
     if out["model"].get("init_from"):  # a *_pretrained run names its dense run on the command line
         out["model"]["init_from"] = "<given>"
     return out

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL = ["model=lenet300", "method=sparsevd", "logger=none", "data.train_size=2000", "trainer.epochs=4",
+SMALL = ["model=lenet300", "method=sparsevd", "logger=none", "data.train_size=2000", "trainer.epochs=4", "trainer.compile=false",
          "kl.warmup=2", "trainer.progress=false"]
 
 

@@ -74,6 +74,7 @@ def validate(cfg: dict) -> None:
          f"model.init_from={init_from!r} must be a run folder (with {CHECKPOINT}) or null")
     need(cfg["device"] in ("auto", "cpu", "cuda"), f"device={cfg['device']!r}; use auto|cpu|cuda")
     need(is_int(cfg["seed"]), f"seed={cfg['seed']!r} must be a whole number")
+    need(tr.get("compile", "auto") in ("auto", True, False), f"trainer.compile={tr.get('compile')!r}; use auto|true|false")
 
 
 def log_alpha_clip(cfg: dict) -> float:

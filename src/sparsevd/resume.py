@@ -10,7 +10,8 @@ from .nn import LOG_ALPHA_CLIP
 from .records import CHECKPOINT, RecordError, upgrade_config
 
 # Keys that may differ between a run and its resumption without changing what is computed.
-VOLATILE_KEYS = ("resume", "outputs", "logger", "device", "results", "data.root", "trainer.progress")
+VOLATILE_KEYS = ("resume", "outputs", "logger", "device", "results", "data.root", "trainer.progress",
+                 "trainer.compile")
 
 
 def comparable(cfg: dict) -> dict:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from . import kernels
 from .arrays import save_arrays
 from .config import ConfigError, validate
 from .data import DataError, load_dataset
@@ -36,6 +37,7 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
         _check_writable(dest.parent)
     resume, run_dir = resume_target(cfg, run_dir)
     device = resolve_device(cfg["device"])
+    kernels.use_compiled(cfg["trainer"].get("compile", "auto"))
     env = environment(device)  # at start: the code that runs is the code this SHA names
     seed_everything(seed)
     d = cfg["data"]
