@@ -7,6 +7,7 @@ same formulas; ``use_compiled`` switches, and falls back to eager with one line 
 """
 from __future__ import annotations
 
+import logging
 import sys
 
 import torch
@@ -86,6 +87,8 @@ def use_compiled(mode) -> bool:
     _compiled.clear()
     if mode is False or mode == "false":
         return False
+    # torch's C++ builder warns that a CPU-only machine has no CUDA runtime; that is not news here
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     try:
         import torch._dynamo
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)

@@ -37,7 +37,6 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
         _check_writable(dest.parent)
     resume, run_dir = resume_target(cfg, run_dir)
     device = resolve_device(cfg["device"])
-    kernels.use_compiled(cfg["trainer"].get("compile", "auto"))
     env = environment(device)  # at start: the code that runs is the code this SHA names
     seed_everything(seed)
     d = cfg["data"]
@@ -46,6 +45,7 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
     init_info = (init_means(model, cfg["model"]["name"], Path(cfg["model"]["init_from"]))
                  if cfg["model"].get("init_from") and not resume else None)
     tc = train_config(cfg)
+    kernels.use_compiled(cfg["trainer"].get("compile", "auto"))
     # Only now, with the config valid and the data readable, does the run write anything.
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
