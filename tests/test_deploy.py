@@ -12,7 +12,7 @@ from sparsevd.deploy import DEFAULT, LOSSLESS, export_record, records_with_weigh
 REPO = Path(__file__).resolve().parents[1]
 RUNS = REPO / "results" / "runs"
 RECORDS = records_with_weights(RUNS)
-# What the default 4-bit codebook may cost over the record's own (masked fp32) test error, in points.
+# What the default 5-bit codebook may cost over the record's own (masked fp32) test error, in points.
 QUANTIZED_TOLERANCE = 0.10
 
 

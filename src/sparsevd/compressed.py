@@ -28,8 +28,9 @@ CODECS = {0: "none", 1: "lzma"}
 LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "lc": 0, "lp": 0, "pb": 0}]
 DTYPES = {"u1": torch.uint8, "u2": torch.int16, "u4": torch.int32, "f2": torch.float16, "f4": torch.float32}
 UNSIGNED = {"u1": 0xFF, "u2": 0xFFFF, "u4": 0xFFFFFFFF}  # the unsigned reading of each index type
-# A shrunk linear layer at or below this density runs as a CSR matmul; above it, as a dense one.
-CSR_DENSITY = 0.05
+# A shrunk linear layer at or below this density runs as a CSR matmul on batches of CSR_MIN_BATCH or
+# more; denser layers and smaller batches take a dense matmul on the shrunk weight.
+CSR_DENSITY, CSR_MIN_BATCH = 0.05, 64
 
 
 class ExportFormatError(ValueError):
@@ -105,49 +106,62 @@ class Input(nn.Module):
 
 
 class Gather(nn.Module):
-    """Keep only the input features that still feed a weight."""
+    """Flatten, then keep only the input features that still feed a weight."""
 
     def __init__(self, index: torch.Tensor):
         super().__init__()
         self.register_buffer("index", index)
 
     def forward(self, x):
-        return x.index_select(1, self.index)
+        return x.flatten(1).index_select(1, self.index)
 
 
-class DenseLinear(nn.Module):
+class _Weighted(nn.Module):
+    """A shrunk layer; ``relu`` fuses the activation that follows it (one module call, not two)."""
+
     def __init__(self, weight, bias):
         super().__init__()
         self.register_buffer("weight", weight)
         self.register_buffer("bias", bias)
+        self.relu = False
 
     def forward(self, x):
+        y = self.op(x)
+        return F.relu(y) if self.relu else y
+
+    def extra_repr(self) -> str:
+        return f"{tuple(self.weight.shape)}, relu={self.relu}"
+
+
+class DenseLinear(_Weighted):
+    def op(self, x):
         return F.linear(x, self.weight, self.bias)
 
 
-class CSRLinear(nn.Module):
-    """y = x W^T + b with W in compressed sparse row form."""
+class CSRLinear(_Weighted):
+    """y = x W^T + b with W in compressed sparse row form for batches of at least ``min_batch``;
+    smaller batches, where the sparse kernel's fixed cost dominates, take the dense weight."""
 
-    def __init__(self, weight, bias):
-        super().__init__()
+    def __init__(self, weight, bias, min_batch: int = 0):
+        super().__init__(weight, bias)
         with warnings.catch_warnings():  # torch calls its CSR support beta; the matmul used here is exact
             warnings.simplefilter("ignore", UserWarning)
-            self.register_buffer("weight", weight.to_sparse_csr())
-        self.register_buffer("bias", bias)
+            self.register_buffer("csr", weight.to_sparse_csr())
+        self.min_batch = min_batch
 
-    def forward(self, x):
-        y = torch.sparse.mm(self.weight, x.t()).t()
+    def op(self, x):
+        if x.shape[0] < self.min_batch:
+            return F.linear(x, self.weight, self.bias)
+        y = torch.sparse.mm(self.csr, x.t()).t()
         return y if self.bias is None else y + self.bias
 
 
-class Conv(nn.Module):
+class Conv(_Weighted):
     def __init__(self, weight, bias, stride, padding):
-        super().__init__()
-        self.register_buffer("weight", weight)
-        self.register_buffer("bias", bias)
+        super().__init__(weight, bias)
         self.stride, self.padding = stride, padding
 
-    def forward(self, x):
+    def op(self, x):
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
 
 
@@ -171,9 +185,11 @@ def _weighted(op: dict, stream, mode: str) -> list[nn.Module]:
         mods.append(Gather(torch.nonzero(unpack_bits(stream(), op["gather"])).flatten()))
     if op["op"] == "conv":
         return mods + [Conv(weight, bias, op.get("stride", 1), op.get("padding", 0))]
-    density = op["nnz"] / max(weight.numel(), 1)
-    csr = mode == "csr" or (mode == "auto" and density <= CSR_DENSITY)
-    return mods + [(CSRLinear if csr else DenseLinear)(weight, bias)]
+    if mode == "csr":
+        return mods + [CSRLinear(weight, bias)]
+    if mode == "auto" and op["nnz"] <= CSR_DENSITY * weight.numel():
+        return mods + [CSRLinear(weight, bias, CSR_MIN_BATCH)]
+    return mods + [DenseLinear(weight, bias)]
 
 
 def build(header: dict, streams: list[bytes], mode: str = "auto") -> CompressedNet:
@@ -183,11 +199,9 @@ def build(header: dict, streams: list[bytes], mode: str = "auto") -> CompressedN
     for op in header["ops"]:
         kind = op["op"]
         if kind == "input":
-            mean = None
             if op.get("mean"):
                 mean = torch.frombuffer(bytearray(stream()), dtype=DTYPES[op["mean"]]).float()
-                mean = (mean * op.get("mean_scale", 1.0)).view(op["shape"]).clone()
-            mods.append(Input(mean))
+                mods.append(Input((mean * op.get("mean_scale", 1.0)).view(op["shape"]).clone()))
         elif kind in ("linear", "conv"):
             mods += _weighted(op, stream, mode)
         elif kind == "relu":
@@ -198,7 +212,21 @@ def build(header: dict, streams: list[bytes], mode: str = "auto") -> CompressedN
             mods.append(nn.Flatten(1))
         else:
             raise ValueError(f"unknown op {kind!r}")
-    return CompressedNet(*mods).eval()
+    return CompressedNet(*_fuse(mods)).eval()
+
+
+def _fuse(mods: list[nn.Module]) -> list[nn.Module]:
+    """Fewer module calls (they dominate at batch 1): a ReLU joins the layer before it, and a Gather
+    (which flattens) replaces the Flatten before it."""
+    out: list[nn.Module] = []
+    for m in mods:
+        if isinstance(m, nn.ReLU) and out and isinstance(out[-1], _Weighted) and not out[-1].relu:
+            out[-1].relu = True
+        elif isinstance(m, Gather) and out and isinstance(out[-1], nn.Flatten):
+            out[-1] = m
+        else:
+            out.append(m)
+    return out
 
 
 def split_payload(payload: bytes) -> tuple[dict, list[bytes]]:
@@ -237,7 +265,7 @@ def load(path: str | Path, mode: str = "auto") -> CompressedNet:
     """The network in ``path`` as an eval-mode module: float images (N, C, H, W) in [0, 1] -> logits.
 
     ``mode``: ``auto`` picks per linear layer a dense matmul on the shrunk weight or a CSR matmul
-    (at density <= CSR_DENSITY); ``dense`` or ``csr`` forces one.
+    (at density <= CSR_DENSITY, for batches >= CSR_MIN_BATCH); ``dense`` or ``csr`` forces one.
     """
     if mode not in ("auto", "dense", "csr"):
         raise ValueError(f"mode must be auto, dense or csr, got {mode!r}")

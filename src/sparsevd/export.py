@@ -40,7 +40,7 @@ class ExportOptions:
     ``codec``: none, lzma, or auto (LZMA where it makes the file smaller)."""
 
     values: str = "codebook"
-    bits: int = 4
+    bits: int = 5
     index: str = "auto"
     codec: str = "auto"
 
