@@ -75,3 +75,14 @@ def test_compress_writes_the_tables_figures_and_readme_block(tmp_path, data_root
     net = json.loads((RECORDS[0] / "final.json").read_text())["config"]["model"]["name"]
     assert (tmp_path / "out" / "figures" / f"threshold_{net}.png").stat().st_size > 10_000
     assert len((tmp_path / "out" / "threshold.csv").read_text().splitlines()) == 1 + 19
+
+
+@pytest.mark.parametrize("folder", RECORDS, ids=lambda f: f"{f.parent.name}/{f.name}")
+def test_public_stats_of_a_loaded_record_are_the_trainers_metrics(folder):
+    import sparsevd
+    from sparsevd.weights import load_record
+
+    st, final = sparsevd.stats(load_record(folder)[0]), _final(folder)
+    assert st["compression"] == final["compression"]
+    assert {k: v["nonzero"] for k, v in st["layers"].items()} == final["nonzero"]
+    assert {k: v["sparsity"] for k, v in st["layers"].items()} == final["sparsity"]
