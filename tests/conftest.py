@@ -22,3 +22,21 @@ def data_root() -> Path:
             pytest.fail("real MNIST not found under $SPARSEVD_DATA, ../shared/data or data/ (CI=true)")
         pytest.skip("real MNIST not found; set SPARSEVD_DATA")
     return root
+
+
+def run_config(*overrides: str):
+    """The validated, typed config that ``scripts/train.py <overrides>`` would run."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from sparsevd.config import validate
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=list(overrides))
+    return validate(OmegaConf.to_container(cfg, resolve=True))
+
+
+def tiny_train_config(epochs: int, **trainer):
+    """A short plain run for the trainer tests: constant LR, no KL warm-up delay, batches of 50."""
+    extra = [f"trainer.{k}={v}" for k, v in trainer.items()]
+    return run_config(f"trainer.epochs={epochs}", "trainer.batch_size=50", "trainer.progress=false",
+                      "optim.schedule=constant", "kl.start=0", *extra)

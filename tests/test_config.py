@@ -1,4 +1,5 @@
 """Every option of every config group composes and validates; bad overrides fail with one line."""
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -63,17 +64,54 @@ def test_experiment_rows_carry_the_authors_recipe():
     ("model.init_from=", "model.init_from"),
     ("optim.weight_decay=-1", "optim.weight_decay"),
     ("method.clip_noise=fc", "method.clip_noise='fc' must be null, conv or all"),
-    ("method.clip_noise=[conv]", "'conv'] must be null, conv or all"),  # a list: an error, not a TypeError
     ("model.init=xavier", "model.init='xavier' must be one of torch|normal|lasagne"),
-    ("method.clip_noise=conv", "add method.train_clip=true"),
+    ("method.clip_noise=conv method.train_clip=false", "add method.train_clip=true"),
     ("optim.weight_decay=1e-4", "is for dense baselines; method=sparsevd is regularised by its KL term"),
-    ("method.log_alpha_clip=0", "method.log_alpha_clip=0 must be null"),
+    ("method.log_alpha_clip=0", "method.log_alpha_clip=0.0 must be a number in (0, 20.0]"),
     ("method.log_alpha_clip=2", "method.threshold=3.0 must not exceed method.log_alpha_clip=2"),
-    ("method.log_alpha_clip=1e9", "method.log_alpha_clip=1000000000.0 must be null"),
+    ("method.log_alpha_clip=1e9", "method.log_alpha_clip=1000000000.0 must be a number"),
 ])
 def test_bad_values_are_rejected(override, needle):
-    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
-        validate(composed(override))
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        validate(composed(*override.split()))
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("method.clip_noise=[conv]", "method.clip_noise"),   # a list where a string goes
+    ("trainer.epochs=abc", "trainer.epochs"),
+    ("trainer.epoch=5", "trainer.epoch"),                # a typo of a key
+])
+def test_the_schema_rejects_unknown_keys_and_wrong_types_at_composition(override, needle):
+    from hydra.errors import ConfigCompositionException
+    with pytest.raises(ConfigCompositionException, match=re.escape(needle)):
+        composed(override)
+    with pytest.raises(ConfigError, match="unknown option method.log_alpha"):  # forced in with +: validate stops it
+        validate(composed("+method.log_alpha=3"))
+
+
+def test_the_yaml_holds_real_values_and_the_code_takes_them_typed():
+    cfg = composed()
+    assert cfg["method"]["log_alpha_clip"] == 8.0 and cfg["optim"]["weight_decay"] == 0.0
+    c = validate(cfg)
+    assert (c.method.log_alpha_clip, c.optim.weight_decay, c.kl.start, c.trainer.epochs) == (8.0, 0.0, 5, 200)
+    assert c.identity == {"model": "lenet300", "method": "sparsevd", "data": "mnist"}
+    with pytest.raises(ConfigError, match="unknown option optim.momentum"):
+        validate({**cfg, "optim": {**cfg["optim"], "momentum": 0.9}})
+
+
+def test_older_records_migrate_in_one_step():
+    old = composed()
+    old["method"]["log_alpha_clip"], old["optim"]["weight_decay"] = None, None   # null once meant 8 and 0
+    del old["data"]["val_size"], old["trainer"]["compile"], old["model"]["init_from"]
+    c = validate(old)
+    assert (c.method.log_alpha_clip, c.optim.weight_decay, c.data.val_size, c.model.init_from) == (8.0, 0.0, 0, None)
+    assert upgrade_config(old) == upgrade_config(upgrade_config(old))
+
+
+def test_the_default_run_is_the_authors_recipe_under_a_name_of_its_own():
+    default, row = composed(), composed("experiment=lenet300_sparsevd")
+    assert default["name"] == "run_lenet300_sparsevd" != row["name"]
+    assert {k for k, v in _leaves(default) if dict(_leaves(row)).get(k) != v} == {"name", "logger.group"}
 
 
 def test_batch_larger_than_data_is_rejected():
@@ -84,6 +122,7 @@ def test_batch_larger_than_data_is_rejected():
 @pytest.mark.parametrize("override,needle", [
     ("model=resnet", "model/resnet"),
     ("trainer.epochs=0", "trainer.epochs"),
+    ("trainer.epochs=abc", "trainer.epochs"),
     ("data.train_size=-5", "data.train_size"),
     ("method.threshold=inf", "method.threshold"),
     ("experiment=lenet5_sparsevd_lr_linear_pretrained", "model.init_from=<run folder"),
@@ -179,11 +218,12 @@ RUNS = Path(__file__).resolve().parents[1] / "results" / "runs"
 
 
 def _what_it_computes(cfg: dict) -> dict:
-    def drop_null(d):  # an option added after a record was written defaults to null, which means "off"
-        return {k: drop_null(v) if isinstance(v, dict) else v for k, v in d.items() if v is not None}
-    out = drop_null({k: v for k, v in cfg.items() if k not in RUN_PLACE and k != "hydra"})
+    out = {k: v for k, v in upgrade_config(cfg).items() if k not in RUN_PLACE and k != "hydra"}
     out["trainer"].pop("progress", None)
     out["trainer"].pop("compile", None)  # how the per-weight pass runs, like device
+    if out["method"]["name"] == "dense":  # a dense net has no KL term and no variational layer options
+        out.pop("kl")
+        out["method"] = {"name": "dense"}
     if out["model"].get("init_from"):  # a *_pretrained run names its dense run on the command line
         out["model"]["init_from"] = "<given>"
     return out

@@ -14,7 +14,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ["model=lenet300", "method=sparsevd", "logger=none", "data.train_size=2000", "trainer.epochs=4", "trainer.compile=false",
-         "kl.warmup=2", "trainer.progress=false"]
+         "kl.start=0", "kl.warmup=2", "trainer.progress=false"]
 
 
 def train_cmd(run_dir, *overrides):
@@ -30,7 +30,8 @@ def run_train(run_dir, *overrides, data_root):
 @pytest.mark.slow
 def test_one_epoch_on_10k_mnist_learns(tmp_path, data_root):
     proc = run_train(tmp_path, "model=lenet300", "method=sparsevd", "trainer.epochs=1",
-                     "data.train_size=10000", "logger=none", "method.log_alpha_clip=10", data_root=data_root)
+                     "data.train_size=10000", "logger=none", "method.log_alpha_clip=10", "model.init=torch",
+                     data_root=data_root)
     assert proc.returncode == 0, proc.stderr
     final = json.loads((tmp_path / "final.json").read_text())
     assert final["metrics"]["test_error"] < 10.0

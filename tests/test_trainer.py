@@ -4,7 +4,8 @@ import torch
 from sparsevd.data import Dataset
 from sparsevd.models import build_model
 from sparsevd.objective import KLSchedule
-from sparsevd.trainer import TrainConfig, TrainingError, fit, lr_factor
+from conftest import run_config, tiny_train_config
+from sparsevd.trainer import TrainingError, fit, lr_factor
 
 
 def test_kl_weight_schedule_matches_authors_rw_linear():
@@ -35,8 +36,9 @@ def tiny_data(n=300):
 def test_fit_learns_and_records_history(tmp_path):
     torch.manual_seed(0)
     model = build_model("lenet300", "sparsevd")
-    cfg = TrainConfig(epochs=3, batch_size=50, kl_warmup=2, progress=False)
-    history = fit(model, tiny_data(), cfg, tmp_path, seed=0)
+    cfg = run_config("trainer.epochs=3", "trainer.batch_size=50", "trainer.progress=false", "optim.schedule=constant",
+                     "kl.start=0", "kl.warmup=2")
+    history = fit(model, tiny_data(), cfg, tmp_path)
     assert [r["epoch"] for r in history] == [1, 2, 3]
     assert [r["kl_weight"] for r in history] == [0.0, 0.5, 1.0]
     assert history[-1]["train_ce"] < history[0]["train_ce"]
@@ -62,8 +64,8 @@ def test_loss_scale_changes_training_under_adam(tmp_path):
     def train(scale):
         torch.manual_seed(0)
         model = build_model("lenet300", "sparsevd")
-        fit(model, tiny_data(), TrainConfig(epochs=1, batch_size=50, loss_scale=scale, progress=False),
-            tmp_path / scale, seed=0)
+        fit(model, tiny_data(), run_config("trainer.epochs=1", "trainer.batch_size=50", "trainer.progress=false",
+                                            f"loss.scale={scale}"), tmp_path / scale)
         return model.fc1.log_sigma2.detach().clone()
     # Adam is scale-invariant up to eps, so only a small (but nonzero) difference is expected here;
     # an implementation that ignored loss.scale would give bit-identical parameters.
@@ -73,10 +75,10 @@ def test_loss_scale_changes_training_under_adam(tmp_path):
 def test_nan_is_caught_with_epoch_and_term(tmp_path):
     data = tiny_data()
     model = build_model("lenet300", "sparsevd")
-    fit(model, data, TrainConfig(epochs=1, batch_size=50, progress=False), tmp_path, seed=0)
+    fit(model, data, tiny_train_config(1), tmp_path)
     data.x_train[:] = float("nan")          # poison the data after a good epoch was checkpointed
     with pytest.raises(TrainingError, match=r"non-finite CE in epoch 2, step 1; last good checkpoint: .*checkpoint.pt"):
-        fit(model, data, TrainConfig(epochs=2, batch_size=50, progress=False), tmp_path, seed=0, resume=True)
+        fit(model, data, tiny_train_config(2), tmp_path, resume=True)
     rows = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 1 and "NaN" not in rows[0]
 
@@ -86,7 +88,7 @@ def test_nan_in_a_variance_parameter_is_named(tmp_path):
     with torch.no_grad():
         model.fc2.log_sigma2[0, 0] = float("nan")   # poisons the KL and, through the noise, the CE
     with pytest.raises(TrainingError, match=r"non-finite CE and KL in epoch 1, step 1; last good checkpoint: none yet"):
-        fit(model, tiny_data(), TrainConfig(epochs=1, batch_size=50, progress=False), tmp_path, seed=0)
+        fit(model, tiny_data(), tiny_train_config(1), tmp_path)
 
 
 def test_weight_decay_is_l2_on_the_gradient_and_off_by_default():

@@ -1,23 +1,160 @@
-"""Every option of a resolved run config checked once, before anything is written."""
+"""The run config's one schema (Hydra structured configs) and its one check, at the edge.
+
+The dataclasses name every option exactly as the YAML and the code do; the values, including the
+defaults, live in ``configs/`` (the authors' recipe is the group defaults). Hydra merges the YAML
+into this schema, so an unknown key or a value of the wrong type fails at composition;
+:func:`validate` then checks ranges and combinations, with a one-line error naming the fix, and
+returns the typed :class:`Config` the package runs from.
+"""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, Optional
+
+from omegaconf import MISSING
 
 from .data import DATASETS, NUM_TRAIN, PREPROCESSING
 from .models import CLIP_NOISE, INIT_SCHEMES, METHODS, MODELS
-from .nn import LOG_ALPHA_CLIP
-from .records import CHECKPOINT
+from .records import CHECKPOINT, upgrade_config
 from .trainer import LOSS_SCALES, LR_SCHEDULES
 
-MAX_LOG_ALPHA_CLIP = 20.0
+MAX_LOG_ALPHA_CLIP = 20.0  # above ~20, alpha * theta^2 stops being a variance float32 can carry usefully
+SCHEMA = "sparsevd_schema"  # the name configs/train.yaml's defaults list extends
 
 
 class ConfigError(ValueError):
     """An override that cannot work; the message names the key and a valid value."""
 
 
-def validate(cfg: dict) -> None:
-    """Check every value before anything is written; raise ConfigError naming the fix."""
+@dataclass
+class Model:
+    name: str = MISSING
+    init: str = MISSING            # torch | normal | lasagne (models.init_weights)
+    init_std: float = MISSING
+    init_from: Optional[str] = None  # a trained run folder whose weights become the initial θ
+
+
+@dataclass
+class Data:
+    name: str = MISSING
+    root: str = MISSING
+    preprocess: str = MISSING
+    train_size: Optional[int] = None
+    val_size: int = MISSING
+
+
+@dataclass
+class Method:
+    name: str = MISSING
+    threshold: float = MISSING
+    log_sigma2_init: float = MISSING
+    train_clip: bool = MISSING
+    clip_noise: Optional[str] = None
+    log_alpha_clip: float = MISSING
+
+
+@dataclass
+class KL:
+    start: int = MISSING
+    warmup: int = MISSING
+    max: float = MISSING
+
+
+@dataclass
+class Optim:
+    name: str = MISSING
+    lr: float = MISSING
+    schedule: str = MISSING
+    weight_decay: float = MISSING
+
+
+@dataclass
+class Trainer:
+    epochs: int = MISSING
+    batch_size: int = MISSING
+    eval_every: int = MISSING
+    checkpoint_every: int = MISSING
+    progress: bool = MISSING
+    compile: Any = MISSING  # auto | true | false
+
+
+@dataclass
+class Loss:
+    scale: str = MISSING
+
+
+@dataclass
+class Results:
+    save: bool = MISSING
+    dir: str = MISSING
+    force: bool = MISSING
+
+
+@dataclass
+class Logger:
+    name: str = MISSING
+    project: Optional[str] = None  # the rest is W&B's, unused by logger=none
+    entity: Optional[str] = None
+    mode: Optional[str] = None
+    group: Optional[str] = None
+    tags: list = field(default_factory=list)
+    dir: Optional[str] = None
+
+
+@dataclass
+class Config:
+    name: str = MISSING
+    seed: int = MISSING
+    device: str = MISSING
+    resume: Optional[str] = None
+    outputs: str = MISSING
+    model: Model = field(default_factory=Model)
+    data: Data = field(default_factory=Data)
+    method: Method = field(default_factory=Method)
+    kl: KL = field(default_factory=KL)
+    optim: Optim = field(default_factory=Optim)
+    trainer: Trainer = field(default_factory=Trainer)
+    loss: Loss = field(default_factory=Loss)
+    results: Results = field(default_factory=Results)
+    logger: Logger = field(default_factory=Logger)
+
+    @property
+    def identity(self) -> dict:
+        """What a checkpoint must match to be resumed into this run."""
+        return {"model": self.model.name, "method": self.method.name, "data": self.data.name}
+
+
+def register() -> None:
+    """Make the schema known to Hydra (``configs/train.yaml`` lists it first in its defaults)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=SCHEMA, node=Config)
+
+
+def _typed(cls, values: dict, prefix: str = ""):
+    """``cls`` filled from a plain dict, naming the first unknown or missing key."""
+    names = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ConfigError(f"unknown option {prefix}{unknown[0]}; see docs/usage.md for the options")
+    kwargs = {}
+    for name, f in names.items():
+        value = values.get(name, MISSING)
+        if value == MISSING and f.default is MISSING:
+            raise ConfigError(f"option {prefix}{name} is missing; set it (e.g. {prefix}{name}=...)")
+        if value == MISSING:
+            continue
+        sub = f.default_factory() if callable(f.default_factory) else None
+        kwargs[name] = _typed(type(sub), value or {}, f"{prefix}{name}.") if is_dataclass(sub) else value
+    return cls(**kwargs)
+
+
+def validate(cfg: dict) -> Config:
+    """Check every value of a resolved config before anything is written; the typed Config, or a
+    ConfigError naming the fix. Configs of older records pass through records.upgrade_config first."""
+    c = _typed(Config, upgrade_config(cfg))
+
     def need(ok, msg):
         if not ok:
             raise ConfigError(msg)
@@ -28,56 +165,49 @@ def validate(cfg: dict) -> None:
     def finite(v):
         return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
-    need(cfg["model"]["name"] in MODELS, f"unknown model {cfg['model']['name']!r}; use model={'|'.join(MODELS)}")
-    need(cfg["method"]["name"] in METHODS, f"unknown method {cfg['method']['name']!r}; use method={'|'.join(METHODS)}")
-    need(cfg["data"]["name"] in DATASETS, f"unknown data {cfg['data']['name']!r}; use data={'|'.join(DATASETS)}")
-    need(cfg["logger"]["name"] in ("wandb", "none"), f"unknown logger {cfg['logger']['name']!r}; use logger=wandb|none")
-    tr, size, val = cfg["trainer"], cfg["data"]["train_size"], cfg["data"]["val_size"]
+    m, tr, d, o, kl = c.method, c.trainer, c.data, c.optim, c.kl
+    need(c.model.name in MODELS, f"unknown model {c.model.name!r}; use model={'|'.join(MODELS)}")
+    need(m.name in METHODS, f"unknown method {m.name!r}; use method={'|'.join(METHODS)}")
+    need(d.name in DATASETS, f"unknown data {d.name!r}; use data={'|'.join(DATASETS)}")
+    need(c.logger.name in ("wandb", "none"), f"unknown logger {c.logger.name!r}; use logger=wandb|none")
     for key in ("epochs", "batch_size", "eval_every", "checkpoint_every"):
-        need(is_int(tr[key]) and tr[key] >= 1, f"trainer.{key}={tr[key]} must be a whole number >= 1")
-    need(is_int(val) and 0 <= val < NUM_TRAIN, f"data.val_size={val} is out of range; use 0..{NUM_TRAIN - 1}")
-    need(size is None or (is_int(size) and 1 <= size <= NUM_TRAIN - val),
-         f"data.train_size={size} is out of range; use 1..{NUM_TRAIN - val} or null for all")
-    need(tr["batch_size"] <= (size or NUM_TRAIN - val),
-         f"trainer.batch_size={tr['batch_size']} is larger than the {size or NUM_TRAIN - val} training examples")
-    need(finite(cfg["method"]["threshold"]), f"method.threshold={cfg['method']['threshold']} must be finite, e.g. 3.0")
-    need(finite(cfg["method"]["log_sigma2_init"]), "method.log_sigma2_init must be finite, e.g. -10.0")
-    clip = log_alpha_clip(cfg)
-    # Above ~20, alpha * theta^2 stops being a variance the float32 LRT path can carry usefully.
-    need(finite(clip) and 0 < clip <= MAX_LOG_ALPHA_CLIP,
-         f"method.log_alpha_clip={clip} must be null (the authors' {LOG_ALPHA_CLIP}) or a number in "
-         f"(0, {MAX_LOG_ALPHA_CLIP}], e.g. 10")
-    need(cfg["method"]["threshold"] <= clip, f"method.threshold={cfg['method']['threshold']} must not exceed "
-                                             f"method.log_alpha_clip={clip}, or no weight is ever pruned")
-    clip_noise = cfg["method"].get("clip_noise")
-    need(clip_noise in list(CLIP_NOISE), f"method.clip_noise={clip_noise!r} must be null, conv or all")  # list: a list value is unhashable
-    need(clip_noise is None or cfg["method"]["train_clip"] or cfg["method"]["name"] == "dense",
-         f"method.clip_noise={clip_noise} acts on weights pruned during training; add method.train_clip=true")
-    need(finite(cfg["optim"]["lr"]) and cfg["optim"]["lr"] > 0, f"optim.lr={cfg['optim']['lr']} must be finite and > 0")
-    wd = cfg["optim"].get("weight_decay")
-    need(wd is None or finite(wd) and wd >= 0, f"optim.weight_decay={wd} must be null or a finite number >= 0")
-    need(not wd or cfg["method"]["name"] == "dense",
-         f"optim.weight_decay={wd} is for dense baselines; method={cfg['method']['name']} is regularised by its KL term")
-    need(cfg["optim"]["schedule"] in LR_SCHEDULES, f"optim.schedule must be one of {'|'.join(LR_SCHEDULES)}")
-    kl = cfg["kl"]
-    need(finite(kl["max"]) and kl["max"] >= 0, f"kl.max={kl['max']} must be finite and >= 0")
-    need(is_int(kl["start"]) and kl["start"] >= 0 and is_int(kl["warmup"]) and kl["warmup"] >= 0,
+        need(is_int(getattr(tr, key)) and getattr(tr, key) >= 1, f"trainer.{key}={getattr(tr, key)} must be a whole number >= 1")
+    need(is_int(d.val_size) and 0 <= d.val_size < NUM_TRAIN, f"data.val_size={d.val_size} is out of range; use 0..{NUM_TRAIN - 1}")
+    available = NUM_TRAIN - d.val_size
+    need(d.train_size is None or (is_int(d.train_size) and 1 <= d.train_size <= available),
+         f"data.train_size={d.train_size} is out of range; use 1..{available} or null for all")
+    need(tr.batch_size <= (d.train_size or available),
+         f"trainer.batch_size={tr.batch_size} is larger than the {d.train_size or available} training examples")
+    need(finite(m.threshold), f"method.threshold={m.threshold} must be finite, e.g. 3.0")
+    need(finite(m.log_sigma2_init), "method.log_sigma2_init must be finite, e.g. -10.0")
+    need(finite(m.log_alpha_clip) and 0 < m.log_alpha_clip <= MAX_LOG_ALPHA_CLIP,
+         f"method.log_alpha_clip={m.log_alpha_clip} must be a number in (0, {MAX_LOG_ALPHA_CLIP}], e.g. the authors' 8.0")
+    need(m.threshold <= m.log_alpha_clip, f"method.threshold={m.threshold} must not exceed "
+                                          f"method.log_alpha_clip={m.log_alpha_clip}, or no weight is ever pruned")
+    need(m.clip_noise in list(CLIP_NOISE), f"method.clip_noise={m.clip_noise!r} must be null, conv or all")
+    need(m.clip_noise is None or m.train_clip or m.name == "dense",
+         f"method.clip_noise={m.clip_noise} acts on weights pruned during training; add method.train_clip=true")
+    need(finite(o.lr) and o.lr > 0, f"optim.lr={o.lr} must be finite and > 0")
+    need(o.schedule in LR_SCHEDULES, f"optim.schedule must be one of {'|'.join(LR_SCHEDULES)}")
+    need(finite(o.weight_decay) and o.weight_decay >= 0, f"optim.weight_decay={o.weight_decay} must be a finite number >= 0")
+    need(not o.weight_decay or m.name == "dense",
+         f"optim.weight_decay={o.weight_decay} is for dense baselines; method={m.name} is regularised by its KL term")
+    need(finite(kl.max) and kl.max >= 0, f"kl.max={kl.max} must be finite and >= 0")
+    need(is_int(kl.start) and kl.start >= 0 and is_int(kl.warmup) and kl.warmup >= 0,
          "kl.start and kl.warmup must be whole numbers of epochs >= 0")
-    need(cfg["loss"]["scale"] in LOSS_SCALES, f"loss.scale must be one of {'|'.join(LOSS_SCALES)}")
-    need(cfg["data"]["preprocess"] in PREPROCESSING, f"data.preprocess must be one of {'|'.join(PREPROCESSING)}")
-    need(cfg["model"]["init"] in INIT_SCHEMES, f"model.init={cfg['model']['init']!r} must be one of {'|'.join(INIT_SCHEMES)}")
-    need(finite(cfg["model"]["init_std"]) and cfg["model"]["init_std"] > 0, "model.init_std must be finite and > 0")
-    init_from = cfg["model"].get("init_from")
-    need(init_from != "required", f"this experiment starts from a trained run; pass model.init_from=<run folder "
-                                  f"of a trained model={cfg['model']['name']} run, e.g. a {cfg['model']['name']}_dense one>")
-    need(init_from is None or isinstance(init_from, str) and init_from.strip(),
-         f"model.init_from={init_from!r} must be a run folder (with {CHECKPOINT}) or null")
-    need(cfg["device"] in ("auto", "cpu", "cuda"), f"device={cfg['device']!r}; use auto|cpu|cuda")
-    need(is_int(cfg["seed"]), f"seed={cfg['seed']!r} must be a whole number")
-    need(tr.get("compile", "auto") in ("auto", True, False), f"trainer.compile={tr.get('compile')!r}; use auto|true|false")
+    need(c.loss.scale in LOSS_SCALES, f"loss.scale must be one of {'|'.join(LOSS_SCALES)}")
+    need(d.preprocess in PREPROCESSING, f"data.preprocess must be one of {'|'.join(PREPROCESSING)}")
+    need(c.model.init in INIT_SCHEMES, f"model.init={c.model.init!r} must be one of {'|'.join(INIT_SCHEMES)}")
+    need(finite(c.model.init_std) and c.model.init_std > 0, "model.init_std must be finite and > 0")
+    src = c.model.init_from
+    need(src != "required", f"this experiment starts from a trained run; pass model.init_from=<run folder "
+                            f"of a trained model={c.model.name} run, e.g. a {c.model.name}_dense one>")
+    need(src is None or isinstance(src, str) and src.strip(),
+         f"model.init_from={src!r} must be a run folder (with {CHECKPOINT}) or null")
+    need(c.device in ("auto", "cpu", "cuda"), f"device={c.device!r}; use auto|cpu|cuda")
+    need(is_int(c.seed), f"seed={c.seed!r} must be a whole number")
+    need(tr.compile in ("auto", True, False), f"trainer.compile={tr.compile!r}; use auto|true|false")
+    return c
 
 
-def log_alpha_clip(cfg: dict) -> float:
-    """method.log_alpha_clip, where null (and configs from before the key existed) mean the authors' 8."""
-    clip = cfg["method"].get("log_alpha_clip")
-    return LOG_ALPHA_CLIP if clip is None else clip
+register()

@@ -7,11 +7,16 @@ and add ``configs/model/<name>.yaml``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .nn import LOG_ALPHA_CLIP, Conv2dSVDO, LinearSVDO, SVDOLayer
+
+if TYPE_CHECKING:
+    from .config import Config
 
 METHODS = ("dense", "sparsevd", "ard")
 PRIOR_OF_METHOD = {"sparsevd": "log_uniform", "ard": "ard"}
@@ -135,28 +140,24 @@ def init_weights(model: nn.Module, scheme: str, std: float) -> None:
                 layer.bias.zero_()
 
 
-def build_model(name: str, method: str = "sparsevd", *, threshold: float = 3.0,
-                log_sigma2_init: float = -10.0, train_clip: bool = False, clip_noise: str | None = None,
-                log_alpha_clip: float = LOG_ALPHA_CLIP, init: str = "torch", init_std: float = 0.01, **model_kwargs) -> nn.Module:
+def build_model(name: str, method: str = "sparsevd", *, init: str = "torch", init_std: float = 0.01,
+                **layer_options) -> nn.Module:
+    """Model ``name`` with ``method``'s layers; ``layer_options`` are LayerFactory's (the ``method.*`` options)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
-    if clip_noise not in CLIP_NOISE:
-        raise ValueError(f"clip_noise must be one of {list(CLIP_NOISE)}, got {clip_noise!r}")
-    factory = LayerFactory(method, threshold, log_sigma2_init, train_clip, clip_noise, log_alpha_clip)
-    model = MODELS[name](factory, **model_kwargs)
+    if layer_options.get("clip_noise") not in CLIP_NOISE:
+        raise ValueError(f"clip_noise must be one of {list(CLIP_NOISE)}, got {layer_options['clip_noise']!r}")
+    model = MODELS[name](LayerFactory(method, **layer_options))
     init_weights(model, init, init_std)
     return model
 
 
-def build_from_config(cfg: dict) -> nn.Module:
-    """The network a resolved run config (``config.yaml`` of a run or record) trains, freshly initialised."""
-    m, clip = cfg["method"], cfg["method"].get("log_alpha_clip")
-    return build_model(cfg["model"]["name"], m["name"], threshold=m["threshold"],
-                       log_sigma2_init=m["log_sigma2_init"], train_clip=m["train_clip"],
-                       clip_noise=m.get("clip_noise"), log_alpha_clip=LOG_ALPHA_CLIP if clip is None else clip,
-                       init=cfg["model"]["init"], init_std=cfg["model"]["init_std"])
+def build_from_config(cfg: Config) -> nn.Module:
+    """The network a validated run config trains, freshly initialised."""
+    options = {k: v for k, v in vars(cfg.method).items() if k != "name"}
+    return build_model(cfg.model.name, cfg.method.name, init=cfg.model.init, init_std=cfg.model.init_std, **options)
 
 
 def copy_means(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:

@@ -154,12 +154,15 @@ def read_checkpoint(path: Path) -> tuple[dict, str]:
                           f"only checkpoints written by sparsevd can be resumed") from None
 
 
-# Options added after records were first written, with the value that reproduces those records.
-ADDED_OPTIONS = {"data.val_size": 0}
+# The one migration step for configs of older records: options added since, with the value that
+# reproduces those records, and options whose null once stood for a value.
+ADDED_OPTIONS = {"data.val_size": 0, "method.clip_noise": None, "model.init_from": None, "optim.weight_decay": 0.0,
+                 "method.log_alpha_clip": 8.0, "trainer.compile": False}
+NULL_MEANT = {"method.log_alpha_clip": 8.0, "optim.weight_decay": 0.0}
 
 
 def upgrade_config(cfg: dict) -> dict:
-    """A copy of a saved config with every option added since it was written set to its old meaning."""
+    """A copy of a saved config in today's schema, every older record computing what it computed."""
     out = json.loads(json.dumps(cfg))
     for dotted, value in ADDED_OPTIONS.items():
         *parents, leaf = dotted.split(".")
@@ -167,6 +170,8 @@ def upgrade_config(cfg: dict) -> dict:
         for part in parents:
             node = node.setdefault(part, {})
         node.setdefault(leaf, value)
+        if node[leaf] is None and dotted in NULL_MEANT:
+            node[leaf] = NULL_MEANT[dotted]
     return out
 
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import yaml
 
-from .nn import LOG_ALPHA_CLIP
 from .records import CHECKPOINT, RecordError, upgrade_config
 
 # Keys that may differ between a run and its resumption without changing what is computed.
@@ -23,8 +22,6 @@ def comparable(cfg: dict) -> dict:
         for p in parents:
             node = node.get(p, {})
         node.pop(leaf, None)
-    if isinstance(out.get("method"), dict) and out["method"].get("log_alpha_clip") == LOG_ALPHA_CLIP:
-        out["method"]["log_alpha_clip"] = None  # an explicit 8 is what null (or a config from before the key) means
     return out
 
 
@@ -52,7 +49,7 @@ def find_unfinished(outputs: Path, cfg: dict) -> Path | None:
             saved = yaml.safe_load((run_dir / "config.yaml").read_text())
         except yaml.YAMLError:
             continue
-        if not _diff(comparable(saved), want):  # a key added since (default null) still matches
+        if not _diff(comparable(saved), want):  # upgrade_config: a key added since still matches
             candidates.append((ckpt.stat().st_mtime, run_dir))
     return max(candidates)[1] if candidates else None
 

@@ -19,7 +19,7 @@ from .records import (CHECKPOINT, RecordError, atomic_write_json, atomic_write_t
                       load_checkpoint, publish, read_checkpoint, record_dir)
 from .resume import resume_target
 from .tracking import make_tracker
-from .trainer import Interrupted, TrainConfig, TrainingError, fit, resolve_device, seed_everything, summary_line
+from .trainer import Interrupted, TrainingError, fit, resolve_device, seed_everything, summary_line
 from .weights import WEIGHTS, save_weights
 
 INIT_FROM = "init_from.json"  # where a run keeps which trained run initialised its means
@@ -27,25 +27,24 @@ INIT_FROM = "init_from.json"  # where a run keeps which trained run initialised 
 
 def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
     """Train one configuration and write its record into ``run_dir``; returns final.json's content."""
-    validate(cfg)
-    name, seed = cfg["name"], cfg["seed"]
-    dest = record_dir(Path(cfg["results"]["dir"]), name, seed) if cfg["results"]["save"] else None
+    c = validate(cfg)
+    name, seed = c.name, c.seed
+    dest = record_dir(Path(c.results.dir), name, seed) if c.results.save else None
     if dest is not None:
-        if (dest / "final.json").exists() and not cfg["results"]["force"]:
+        if (dest / "final.json").exists() and not c.results.force:
             print(f"record exists: {dest}/final.json; skipping (FORCE=1 / results.force=true to re-run)")
             return None
         _check_writable(dest.parent)
     resume, run_dir = resume_target(cfg, run_dir)
-    device = resolve_device(cfg["device"])
+    device = resolve_device(c.device)
     env = environment(device)  # at start: the code that runs is the code this SHA names
     seed_everything(seed)
-    d = cfg["data"]
-    data = load_dataset(d["name"], d["root"], d["preprocess"], d["train_size"], device, d["val_size"])
-    model = build_from_config(cfg).to(device)
-    init_info = (init_means(model, cfg["model"]["name"], Path(cfg["model"]["init_from"]))
-                 if cfg["model"].get("init_from") and not resume else None)
-    tc = train_config(cfg)
-    kernels.use_compiled(cfg["trainer"].get("compile", "auto"))
+    d = c.data
+    data = load_dataset(d.name, d.root, d.preprocess, d.train_size, device, d.val_size)
+    model = build_from_config(c).to(device)
+    init_info = (init_means(model, c.model.name, Path(c.model.init_from))
+                 if c.model.init_from and not resume else None)
+    kernels.use_compiled(c.trainer.compile)
     # Only now, with the config valid and the data readable, does the run write anything.
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
@@ -59,7 +58,7 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
         def on_eval(row):
             print(summary_line(row), flush=True)
             tracker.log(row)
-        history = fit(model, data, tc, run_dir, seed=seed, device=device, on_eval=on_eval, resume=bool(resume),
+        history = fit(model, data, c, run_dir, device=device, on_eval=on_eval, resume=bool(resume),
                       segment=env, keep={"tracker_id": tracker.run_id})
         final = {"name": name, "seed": seed, "metrics": history[-1], "config": cfg, "overrides": list(overrides),
                  "environment": env, "init_from": _read_json(run_dir / INIT_FROM),
@@ -78,21 +77,10 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
     finally:
         tracker.finish(final["metrics"] if final else None, exit_code)
     if dest is not None:
-        publish(run_dir, dest, force=cfg["results"]["force"])
+        publish(run_dir, dest, force=c.results.force)
         print(f"record: {dest}")
     print(f"done in {final['wall_time']:.1f}s: {run_dir}/final.json")
     return final
-
-
-def train_config(cfg: dict) -> TrainConfig:
-    """The trainer's settings from a resolved config."""
-    tr, optim, kl = cfg["trainer"], cfg["optim"], cfg["kl"]
-    return TrainConfig(epochs=tr["epochs"], batch_size=tr["batch_size"], lr=optim["lr"], schedule=optim["schedule"],
-                       weight_decay=optim.get("weight_decay") or 0.0, kl_start=kl["start"], kl_warmup=kl["warmup"],
-                       kl_max=kl["max"], loss_scale=cfg["loss"]["scale"], eval_every=tr["eval_every"],
-                       checkpoint_every=tr["checkpoint_every"], progress=tr["progress"],
-                       identity={"model": cfg["model"]["name"], "method": cfg["method"]["name"],
-                                 "data": cfg["data"]["name"]})
 
 
 def init_means(model, model_name: str, source: Path) -> dict:

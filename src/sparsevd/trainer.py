@@ -6,8 +6,8 @@ import random
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -17,6 +17,9 @@ from .data import Dataset
 from .metrics import evaluate, test_error
 from .objective import KLSchedule, elbo_loss
 from .records import CHECKPOINT, RecordError, load_checkpoint, save_checkpoint, write_jsonl
+
+if TYPE_CHECKING:
+    from .config import Config
 
 LR_SCHEDULES = ("constant", "linear", "constant_then_linear")
 LOSS_SCALES = ("sum", "mean")
@@ -92,23 +95,6 @@ def set_rng_state(state: dict, generator: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-@dataclass
-class TrainConfig:
-    epochs: int = 200
-    batch_size: int = 100
-    lr: float = 1e-3
-    schedule: str = "constant"
-    weight_decay: float = 0.0
-    kl_start: int = 0
-    kl_warmup: int = 0
-    kl_max: float = 1.0
-    loss_scale: str = "sum"
-    eval_every: int = 1
-    checkpoint_every: int = 1
-    progress: bool = True
-    identity: dict = field(default_factory=dict)  # model/method/data: checked on resume
-
-
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
     """Adam; the fused kernel (same update rule) is ~3x faster than the per-tensor loop on CPU.
 
@@ -158,11 +144,11 @@ class _Loop:
     """What one training process carries between steps: optimizer, shuffling RNG, the part-done epoch,
     the history and where each segment ran; it checkpoints and restores all of it."""
 
-    def __init__(self, model, data: Dataset, cfg: TrainConfig, run_dir: Path, seed: int, device, keep: dict):
+    def __init__(self, model, data: Dataset, cfg: Config, run_dir: Path, device, keep: dict):
         self.model, self.data, self.cfg, self.device, self.keep = model, data, cfg, device, keep
         self.ckpt_path, self.metrics_path = Path(run_dir) / CHECKPOINT, Path(run_dir) / "metrics.jsonl"
-        self.optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
-        self.generator = torch.Generator().manual_seed(seed)
+        self.optimizer = make_optimizer(model, cfg.optim.lr, cfg.optim.weight_decay)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
         self.history, self.segments = [], []  # segments: git SHA, versions, device of each process
         self.epoch, self.step, self.part, self.wall = 0, 0, None, 0.0  # part: running state of a part-done epoch
         self.t0 = time.perf_counter()
@@ -197,12 +183,12 @@ class _Loop:
                          "kl": torch.zeros((), device=device),
                          "first_bad": torch.full((2,), 1 << 62, device=device, dtype=torch.long)}
         perm, ce_sum, kl, first_bad = (self.part[k] for k in ("perm", "ce_sum", "kl", "first_bad"))
-        index = perm.to(device).split(cfg.batch_size)
+        index = perm.to(device).split(cfg.trainer.batch_size)
         self.model.train()
-        for step in _progress(range(self.step, len(index)), cfg.progress, f"epoch {epoch + 1}/{cfg.epochs}"):
+        for step in _progress(range(self.step, len(index)), cfg.trainer.progress, f"epoch {epoch + 1}/{cfg.trainer.epochs}"):
             idx = index[step]
             ce, kl = train_step(self.model, self.optimizer, data.x_train[idx], data.y_train[idx], n, beta,
-                                cfg.loss_scale)
+                                cfg.loss.scale)
             ce_sum = ce_sum + ce * len(idx)
             first_bad = torch.where(torch.isfinite(torch.stack((ce, kl))), first_bad, first_bad.clamp(max=step))
             if stop.signum is not None:
@@ -229,36 +215,37 @@ class _Loop:
         return row
 
 
-def fit(model: nn.Module, data: Dataset, cfg: TrainConfig, run_dir: Path, *, seed: int = 0,
+def fit(model: nn.Module, data: Dataset, cfg: Config, run_dir: Path, *,
         device: torch.device = torch.device("cpu"), on_eval=None, resume: bool = False,
         segment: dict | None = None, keep: dict | None = None) -> list[dict]:
-    """Train ``model`` and return the per-evaluation history; checkpoints go to ``run_dir``.
+    """Train ``model`` as ``cfg`` (a validated :class:`config.Config`) says and return the per-evaluation
+    history; checkpoints go to ``run_dir``.
 
     Loss (the negative SGVLB, as in the authors' code): N * mean CE + beta * sum KL.
-    ``loss_scale='mean'`` divides it by N, which changes Adam's effective epsilon.
+    ``loss.scale=mean`` divides it by N, which changes Adam's effective epsilon.
     ``keep``: extra entries written into every checkpoint (the W&B run id, so a resume continues that run).
     """
     if device.type == "cpu" and sys.platform.startswith("linux"):
         keep_freed_memory()
-    loop = _Loop(model, data, cfg, Path(run_dir), seed, device, keep or {})
+    loop = _Loop(model, data, cfg, Path(run_dir), device, keep or {})
     if resume:
         loop.restore()
     loop.segments = [*loop.segments, {**(segment or {}), "from_epoch": loop.epoch, "from_step": loop.step}]
     model.to(device)
-    schedule = KLSchedule(cfg.kl_start, cfg.kl_warmup, cfg.kl_max)
+    schedule, tr = KLSchedule(cfg.kl.start, cfg.kl.warmup, cfg.kl.max), cfg.trainer
     loop.t0 = time.perf_counter()
     with _StopFlag() as stop:
-        for epoch in range(loop.epoch, cfg.epochs):
-            beta, lr = schedule(epoch), cfg.lr * lr_factor(epoch, cfg.epochs, cfg.schedule)
+        for epoch in range(loop.epoch, tr.epochs):
+            beta, lr = schedule(epoch), cfg.optim.lr * lr_factor(epoch, tr.epochs, cfg.optim.schedule)
             for group in loop.optimizer.param_groups:
                 group["lr"] = lr
             train_ce, train_kl = loop.train_epoch(epoch, beta, stop)
-            last = epoch + 1 == cfg.epochs
-            if (epoch + 1) % cfg.eval_every == 0 or last:
+            last = epoch + 1 == tr.epochs
+            if (epoch + 1) % tr.eval_every == 0 or last:
                 row = loop.record(epoch, beta, lr, train_ce, train_kl)
                 if on_eval is not None:
                     on_eval(row)
-            if (epoch + 1) % cfg.checkpoint_every == 0 or last:
+            if (epoch + 1) % tr.checkpoint_every == 0 or last:
                 loop.save(epoch + 1, 0, None)
     return loop.history
 

@@ -118,10 +118,11 @@ def load_record(folder: Path) -> tuple[nn.Module, dict]:
     """The trained eval-mode network of a record or finished run folder, and its config."""
     import yaml
 
+    from .config import validate
     from .records import upgrade_config
     folder = Path(folder)
     if not (folder / "config.yaml").is_file():
         raise WeightsError(f"{folder}: no config.yaml; pass a record folder (results/runs/<row>/seed<k>) or a run folder")
     cfg = upgrade_config(yaml.safe_load((folder / "config.yaml").read_text()))
-    model = load_weights(build_from_config(cfg), folder / WEIGHTS)
+    model = load_weights(build_from_config(validate(cfg)), folder / WEIGHTS)
     return model.eval(), cfg
