@@ -27,3 +27,11 @@ def test_results_notebook_executes(records, tmp_path, monkeypatch):
     if records == "fabricated":
         assert "2 records in" in outputs and "lenet300_sparsevd" in outputs
         assert sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", [])) >= 2
+
+
+def test_the_committed_notebook_shows_its_outputs():
+    """Opened on GitHub or in Jupyter, the notebook shows its tables and figures without being run."""
+    nb = nbformat.read(NOTEBOOKS / "results.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and all(c.get("execution_count") for c in code)
+    assert sum("image/png" in o.get("data", {}) for c in code for o in c.outputs) >= 2
