@@ -19,7 +19,7 @@ TRAIN_ROWS := $(PY) scripts/train.py -m experiment=$(ROWS) seed=$(SEED_LIST) res
 	hydra/launcher=$(LAUNCHER) trainer.progress=false $(if $(EPOCHS),trainer.epochs=$(EPOCHS))
 
 .DEFAULT_GOAL := help
-.PHONY: help install test train reproduce records report notebook bench export compress
+.PHONY: help install test train reproduce records report notebook bench throughput export compress
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ export: $(STAMP) ## export a record to one compact file: make export RECORD=resu
 compress: $(STAMP) ## bytes table and threshold sweep of every record with weights; writes results/compression.*, threshold.*
 	$(PY) scripts/compress.py
 
-bench: $(STAMP) ## time training epochs vs a plain reference and pytorch-ard, and inference of exported files; writes results/bench.json
+bench: $(STAMP) ## time training epochs vs a plain reference and pytorch-ard, and inference of exported files; writes results/bench.json (DEVICE=cuda: results/bench_cuda.json)
 	$(PY) -m pip install -q --no-deps "pytorch-ard==0.2.4"
-	$(PY) scripts/bench.py
+	$(PY) scripts/bench.py $(if $(DEVICE),--device $(DEVICE) --out results/bench_$(DEVICE).json)
+
+throughput: $(STAMP) ## RUNS (18) training processes of the Table 1 rows x seeds share the device for EPOCHS (3); writes results/throughput.json
+	$(PY) scripts/throughput.py --runs $(or $(RUNS),18) --epochs $(or $(EPOCHS),3) --out results/throughput.json $(EXTRA)

@@ -1,8 +1,11 @@
 """bench.py runs end to end and reports ratios; speed itself is never asserted in tests."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from sparsevd.bench import forward_macs, train_flops_per_step
 
@@ -51,3 +54,23 @@ def test_render_rewrites_only_the_bench_section_from_the_json(tmp_path):
     assert text.startswith("intro\n<!-- bench:start -->\n") and text.endswith("<!-- bench:end -->\nafter\n")
     assert "stale" not in text and committed["command"] in text
     assert f"{committed['cases'][0]['s_per_epoch']:.2f}" in text
+
+
+@pytest.mark.slow
+def test_throughput_runs_processes_side_by_side_and_reports_the_shared_rate(tmp_path, data_root):
+    out = tmp_path / "throughput.json"
+    proc = subprocess.run([sys.executable, "scripts/throughput.py", "--rows", "lenet300_dense,lenet300_sparsevd",
+                           "--runs", "2", "--epochs", "2", "--work", str(tmp_path / "work"), "--out", str(out),
+                           "data.train_size=500", "trainer.compile=false", "device=cpu"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "SPARSEVD_DATA": str(data_root)})
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert [(r["row"], r["seed"]) for r in report["runs"]] == [("lenet300_dense", 0), ("lenet300_sparsevd", 0)]
+    rate = sum(1 / r["s_per_epoch"] for r in report["runs"])
+    assert report["run_epochs_per_s"] == pytest.approx(rate) and all(r["device"].startswith("cpu") for r in report["runs"])
+    assert report["projected_all_runs_s"] == pytest.approx(2 * 200 / rate)
+    bad = subprocess.run([sys.executable, "scripts/throughput.py", "--runs", "1", "--epochs", "2",
+                          "--work", str(tmp_path / "bad"), "method.threshold=inf"], cwd=REPO, capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 1 and bad.stderr.startswith("error: 1 run(s) failed (lenet300_dense seed 0)")
