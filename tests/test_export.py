@@ -31,10 +31,14 @@ def reference(model, u):
 def test_lossless_export_reproduces_the_masked_model(tmp_path, name, mode):
     model = trained_like(name)
     export(model, tmp_path / "net.svd", scale=SCALE, mean=mean_image(), options=LOSSLESS)
-    u = torch.rand(100, 1, 28, 28)  # auto: a batch this size takes the CSR path of sparse layers
-    got = load(tmp_path / "net.svd", mode)(u)
-    assert isinstance(got, torch.Tensor) and got.shape == (100, 10)
-    torch.testing.assert_close(got, reference(model, u), rtol=0, atol=1e-4)
+    net = load(tmp_path / "net.svd", mode)
+    for batch in (1, 7, 100):  # 100: the transposed plan, where sparse layers take the CSR product
+        u = torch.rand(batch, 1, 28, 28)
+        got = net(u)
+        assert isinstance(got, torch.Tensor) and got.shape == (batch, 10) and got.is_contiguous()
+        torch.testing.assert_close(got, reference(model, u), rtol=0, atol=1e-4)
+    net.double()  # moving the module rebuilds the plan from the moved tensors
+    torch.testing.assert_close(net(u.double()).float(), reference(model, u), rtol=0, atol=1e-4)
 
 
 def test_every_stage_is_smaller_and_quantization_stays_close(tmp_path):

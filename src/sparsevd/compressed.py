@@ -94,30 +94,67 @@ def values(spec: dict, stream) -> torch.Tensor:
 
 
 # ---- the loaded network ----------------------------------------------------------------
-class Input(nn.Module):
+# Each op is a module (to inspect, move and save), but the network's forward runs a flat plan of the
+# plain functions step() returns, tensors bound as locals: per-layer module calls would cost more
+# than the arithmetic at batch 1. From the first flatten on, batches of CSR_MIN_BATCH or more run
+# with the activations transposed (step_t), so a sparse layer is one CSR @ dense product and the
+# pixel gather one pass.
+class _Op(nn.Module):
+    def forward(self, x):  # one op alone; the network runs the plan
+        return self.step()(x)
+
+
+class Input(_Op):
     """x -> x - mean (the scale is folded into the first layer's weights)."""
 
     def __init__(self, mean: torch.Tensor | None):
         super().__init__()
         self.register_buffer("mean", mean)
 
-    def forward(self, x):
-        return x if self.mean is None else x - self.mean
+    def step(self):
+        mean = self.mean
+        return (lambda x: x) if mean is None else (lambda x: x - mean)
 
 
-class Gather(nn.Module):
+class Gather(_Op):
     """Flatten, then keep only the input features that still feed a weight."""
 
     def __init__(self, index: torch.Tensor):
         super().__init__()
         self.register_buffer("index", index)
 
-    def forward(self, x):
-        return x.flatten(1).index_select(1, self.index)
+    def step(self):
+        index = self.index
+        return lambda x: x.flatten(1).index_select(1, index)
+
+    def step_t(self):
+        index = self.index
+        return lambda x: x.flatten(1).t().index_select(0, index)
 
 
-class _Weighted(nn.Module):
-    """A shrunk layer; ``relu`` fuses the activation that follows it (one module call, not two)."""
+class Flatten(nn.Flatten):
+    def step(self):
+        return lambda x: x.flatten(1)
+
+    def step_t(self):
+        return lambda x: x.flatten(1).t()
+
+
+class ReLU(nn.ReLU):
+    def step(self):
+        return torch.relu
+
+    step_t = step
+
+
+class MaxPool(nn.MaxPool2d):
+    def step(self):
+        k, s = self.kernel_size, self.stride
+        return lambda x: F.max_pool2d(x, k, s)
+
+
+class _Weighted(_Op):
+    """A shrunk layer; ``relu`` fuses the activation that follows it."""
 
     def __init__(self, weight, bias):
         super().__init__()
@@ -125,35 +162,42 @@ class _Weighted(nn.Module):
         self.register_buffer("bias", bias)
         self.relu = False
 
-    def forward(self, x):
-        y = self.op(x)
-        return F.relu(y) if self.relu else y
+    def _act(self, f):
+        return (lambda x: f(x).relu_()) if self.relu else f
+
+    def step_t(self):
+        """y^T = W x^T + b, for activations kept transposed (features x batch)."""
+        w, b = self._matrix(), None if self.bias is None else self.bias[:, None]
+        return self._act((lambda x: torch.mm(w, x)) if b is None else (lambda x: torch.addmm(b, w, x)))
+
+    def _matrix(self):
+        return self.weight
 
     def extra_repr(self) -> str:
         return f"{tuple(self.weight.shape)}, relu={self.relu}"
 
 
 class DenseLinear(_Weighted):
-    def op(self, x):
-        return F.linear(x, self.weight, self.bias)
+    def step(self):
+        w, b = self.weight, self.bias
+        return self._act(lambda x: F.linear(x, w, b))
 
 
 class CSRLinear(_Weighted):
-    """y = x W^T + b with W in compressed sparse row form for batches of at least ``min_batch``;
-    smaller batches, where the sparse kernel's fixed cost dominates, take the dense weight."""
+    """A sparse linear layer: in the transposed plan y^T = W x^T + b with W in compressed sparse row
+    form; batches below the network's ``min_batch``, where that kernel's fixed cost dominates, take
+    the dense shrunk weight."""
 
-    def __init__(self, weight, bias, min_batch: int = 0):
+    def __init__(self, weight, bias):
         super().__init__(weight, bias)
         with warnings.catch_warnings():  # torch calls its CSR support beta; the matmul used here is exact
             warnings.simplefilter("ignore", UserWarning)
             self.register_buffer("csr", weight.to_sparse_csr())
-        self.min_batch = min_batch
 
-    def op(self, x):
-        if x.shape[0] < self.min_batch:
-            return F.linear(x, self.weight, self.bias)
-        y = torch.sparse.mm(self.csr, x.t()).t()
-        return y if self.bias is None else y + self.bias
+    def _matrix(self):
+        return self.csr
+
+    step = DenseLinear.step
 
 
 class Conv(_Weighted):
@@ -161,12 +205,43 @@ class Conv(_Weighted):
         super().__init__(weight, bias)
         self.stride, self.padding = stride, padding
 
-    def op(self, x):
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+    def step(self):
+        w, b, stride, padding = self.weight, self.bias, self.stride, self.padding
+        return self._act(lambda x: F.conv2d(x, w, b, stride, padding))
+
+    step_t = None  # convolutions come before the flatten
 
 
 class CompressedNet(nn.Sequential):
     """The exported network: raw images (N, C, H, W) in [0, 1] -> logits."""
+
+    def __init__(self, *mods, min_batch: int = CSR_MIN_BATCH):
+        super().__init__(*mods)
+        self._plan, self.min_batch = None, min_batch  # batches from min_batch on take the transposed plan
+
+    def forward(self, x):
+        if self._plan is None:
+            self._plan = self._make_plan()
+        steps, steps_t = self._plan
+        if steps_t is None or x.shape[0] < self.min_batch:
+            for f in steps:
+                x = f(x)
+            return x
+        for f in steps_t:
+            x = f(x)
+        return x.t().contiguous()
+
+    def _make_plan(self):
+        mods = list(self)
+        steps = [m.step() for m in mods]
+        first = next((i for i, m in enumerate(mods) if isinstance(m, (Gather, Flatten))), None)
+        if first is None or any(getattr(m, "step_t", None) is None for m in mods[first:]):
+            return steps, None
+        return steps, steps[:first] + [m.step_t() for m in mods[first:]]
+
+    def _apply(self, fn, *args, **kwargs):  # .to(), .double(), ...: the plan holds the old tensors
+        self._plan = None
+        return super()._apply(fn, *args, **kwargs)
 
 
 def _weighted(op: dict, stream, mode: str) -> list[nn.Module]:
@@ -185,10 +260,8 @@ def _weighted(op: dict, stream, mode: str) -> list[nn.Module]:
         mods.append(Gather(torch.nonzero(unpack_bits(stream(), op["gather"])).flatten()))
     if op["op"] == "conv":
         return mods + [Conv(weight, bias, op.get("stride", 1), op.get("padding", 0))]
-    if mode == "csr":
+    if mode == "csr" or mode == "auto" and op["nnz"] <= CSR_DENSITY * weight.numel():
         return mods + [CSRLinear(weight, bias)]
-    if mode == "auto" and op["nnz"] <= CSR_DENSITY * weight.numel():
-        return mods + [CSRLinear(weight, bias, CSR_MIN_BATCH)]
     return mods + [DenseLinear(weight, bias)]
 
 
@@ -205,14 +278,14 @@ def build(header: dict, streams: list[bytes], mode: str = "auto") -> CompressedN
         elif kind in ("linear", "conv"):
             mods += _weighted(op, stream, mode)
         elif kind == "relu":
-            mods.append(nn.ReLU())
+            mods.append(ReLU())
         elif kind == "maxpool":
-            mods.append(nn.MaxPool2d(op["kernel"], op["stride"]))
+            mods.append(MaxPool(op["kernel"], op["stride"]))
         elif kind == "flatten":
-            mods.append(nn.Flatten(1))
+            mods.append(Flatten(1))
         else:
             raise ValueError(f"unknown op {kind!r}")
-    return CompressedNet(*_fuse(mods)).eval()
+    return CompressedNet(*_fuse(mods), min_batch=1 if mode == "csr" else CSR_MIN_BATCH).eval()
 
 
 def _fuse(mods: list[nn.Module]) -> list[nn.Module]:
@@ -220,9 +293,9 @@ def _fuse(mods: list[nn.Module]) -> list[nn.Module]:
     (which flattens) replaces the Flatten before it."""
     out: list[nn.Module] = []
     for m in mods:
-        if isinstance(m, nn.ReLU) and out and isinstance(out[-1], _Weighted) and not out[-1].relu:
+        if isinstance(m, ReLU) and out and isinstance(out[-1], _Weighted) and not out[-1].relu:
             out[-1].relu = True
-        elif isinstance(m, Gather) and out and isinstance(out[-1], nn.Flatten):
+        elif isinstance(m, Gather) and out and isinstance(out[-1], Flatten):
             out[-1] = m
         else:
             out.append(m)
