@@ -103,6 +103,7 @@ def test_older_records_migrate_in_one_step():
     old = composed()
     old["method"]["log_alpha_clip"], old["optim"]["weight_decay"] = None, None   # null once meant 8 and 0
     del old["data"]["val_size"], old["trainer"]["compile"], old["model"]["init_from"]
+    old["optim"]["name"] = "adam"   # a key that said nothing, since removed
     c = validate(old)
     assert (c.method.log_alpha_clip, c.optim.weight_decay, c.data.val_size, c.model.init_from) == (8.0, 0.0, 0, None)
     assert upgrade_config(old) == upgrade_config(upgrade_config(old))

@@ -62,8 +62,7 @@ class KL:
 
 
 @dataclass
-class Optim:
-    name: str = MISSING
+class Optim:  # Adam (the authors' optimizer; the only one)
     lr: float = MISSING
     schedule: str = MISSING
     weight_decay: float = MISSING

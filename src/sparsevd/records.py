@@ -159,6 +159,7 @@ def read_checkpoint(path: Path) -> tuple[dict, str]:
 ADDED_OPTIONS = {"data.val_size": 0, "method.clip_noise": None, "model.init_from": None, "optim.weight_decay": 0.0,
                  "method.log_alpha_clip": 8.0, "trainer.compile": False}
 NULL_MEANT = {"method.log_alpha_clip": 8.0, "optim.weight_decay": 0.0}
+REMOVED_OPTIONS = ("optim.name",)  # it only ever said adam
 
 
 def upgrade_config(cfg: dict) -> dict:
@@ -172,6 +173,9 @@ def upgrade_config(cfg: dict) -> dict:
         node.setdefault(leaf, value)
         if node[leaf] is None and dotted in NULL_MEANT:
             node[leaf] = NULL_MEANT[dotted]
+    for dotted in REMOVED_OPTIONS:
+        group, leaf = dotted.split(".")
+        out.get(group, {}).pop(leaf, None)
     return out
 
 
