@@ -88,22 +88,39 @@ def main(argv=None) -> int:
     if not args.no_inference and device.type == "cpu":
         inference = bench_inference(args.runs, nets, args.inference_repeats, warn=lambda m: print(m, file=sys.stderr))
         extras["inference"] = {f"{r['net']}/{r['batch']}": r for r in inference}
-    by_case = {r["case"]: r for r in rows}
-    targets = []
-    for name, check in TARGETS:
-        try:
-            targets.append({"target": name, "met": bool(check(by_case, extras))})
-        except (KeyError, TypeError):
-            targets.append({"target": name, "met": None})  # case not run
     report = {
         "command": " ".join(["python scripts/bench.py", *(argv if argv is not None else sys.argv[1:])]),
-        "machine": {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
-                    "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "torch": str(torch.__version__),
-                    "python": platform.python_version(), "git": git_info()},
+        "machine": machine(device),
         "settings": {"batch": 100, "steps_per_block": steps, "repeats": args.repeats, "compiled": compiled,
                      "pytorch_ard": with_ard_lib, "epoch": "median block time x 600 steps"},
-        "cases": rows, **extras, "targets": targets,
+        "cases": rows, **extras, "targets": targets_met(rows, extras),
     }
+    show(report)
+    atomic_write_json(args.out, report)
+    print(f"wrote {args.out}")
+    if readme and Path(readme).exists():
+        update_readme(Path(readme), markdown(report), BENCH_START, BENCH_END)
+    return 0
+
+
+def machine(device) -> dict:
+    return {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+            "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "torch": str(torch.__version__),
+            "python": platform.python_version(), "git": git_info()}
+
+
+def targets_met(rows: list[dict], extras: dict) -> list[dict]:
+    by_case, out = {r["case"]: r for r in rows}, []
+    for name, check in TARGETS:
+        try:
+            out.append({"target": name, "met": bool(check(by_case, extras))})
+        except (KeyError, TypeError):
+            out.append({"target": name, "met": None})  # case not run
+    return out
+
+
+def show(report: dict) -> None:
+    rows, extras, targets = report["cases"], report, report["targets"]
     print(f"{'case':32s} {'s/epoch':>8s} {'samples/s':>10s} {'x ref':>6s} {'x dense':>8s} {'vs ard':>7s} {'GFLOP/s':>8s}")
     for r in rows:
         vs = f"{r['speedup_vs_pytorch_ard']:.2f}x" if r["speedup_vs_pytorch_ard"] else "-"
@@ -112,14 +129,9 @@ def main(argv=None) -> int:
     for r in extras.get("inference", {}).values():
         print(f"inference {r['net']} batch {r['batch']:>4}: masked dense {r['masked_dense_ms']:.3f} ms, "
               f"exported {r['exported_ms']:.3f} ms, {r['speedup']:.1f}x")
-    print(json.dumps({k: v for k, v in extras.items() if k != "inference"}, indent=None))
+    print(json.dumps({k: v for k, v in extras.items() if k.startswith(("eval_", "peak_", "matmul_"))}, indent=None))
     for t in targets:
         print(f"  [{ {True: 'met', False: 'NOT met', None: 'not run'}[t['met']] }] {t['target']}")
-    atomic_write_json(args.out, report)
-    print(f"wrote {args.out}")
-    if readme and Path(readme).exists():
-        update_readme(Path(readme), markdown(report), BENCH_START, BENCH_END)
-    return 0
 
 
 def markdown(report: dict) -> str:
