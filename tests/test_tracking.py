@@ -39,6 +39,18 @@ def read_wandb_records(path: Path):
             yield rec
 
 
+def complete_records(log: Path, timeout: float = 60.0) -> list:
+    """The file's records once W&B's writer has finished it (its exit record is last to land; on a
+    loaded machine that can be a moment after run.finish() returns)."""
+    import time
+    start = time.time()
+    while True:
+        records = list(read_wandb_records(log))
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.time() - start > timeout:
+            return records
+        time.sleep(0.2)
+
+
 def test_offline_wandb_run_contains_the_logged_metrics(tmp_path, data_root, monkeypatch):
     monkeypatch.setenv("SPARSEVD_DATA", str(data_root))
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -49,7 +61,7 @@ def test_offline_wandb_run_contains_the_logged_metrics(tmp_path, data_root, monk
     final = run(OmegaConf.to_container(cfg, resolve=True), tmp_path)
     (log,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
     history, summary, run_info = [], {}, None
-    for rec in read_wandb_records(log):
+    for rec in complete_records(log):
         kind = rec.WhichOneof("record_type")
         if kind == "history":
             history.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in rec.history.item})
