@@ -181,6 +181,9 @@ VARIANTS = {
     "lenet5_ard_lr_const_then_linear": ("lenet5_ard", {"optim.schedule"}),
     "fashion_lenet5_sparsevd_lr_linear": ("fashion_lenet5_sparsevd", {"optim.schedule"}),
     "lenet5_sparsevd_log_sigma2_init": ("lenet5_sparsevd", {"method.log_sigma2_init"}),
+    # the LR schedule chosen on held-out training images: each side of the choice with a validation split
+    "lenet5_sparsevd_val10k": ("lenet5_sparsevd", {"data.val_size"}),
+    "lenet5_sparsevd_lr_linear_val10k": ("lenet5_sparsevd_lr_linear", {"data.val_size"}),
 }
 
 
