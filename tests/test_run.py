@@ -195,6 +195,7 @@ def test_init_from_a_dense_run_is_used_and_recorded(tmp_path, data_root):
     final = json.loads((tmp_path / "svd" / "final.json").read_text())
     assert final["init_from"]["run"] == str(tmp_path / "dense") and final["init_from"]["epoch"] == 1
     fresh = run_train(tmp_path / "fresh", *small, "method=sparsevd", data_root=data_root)
+    assert fresh.returncode == 0, fresh.stderr
     dense_err, svd_err, fresh_err = (json.loads((tmp_path / d / "final.json").read_text())["metrics"]["test_error"]
                                      for d in ("dense", "svd", "fresh"))
     assert svd_err < fresh_err - 5 and svd_err < dense_err + 5  # it starts where the dense run ended
