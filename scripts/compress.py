@@ -11,8 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from sparsevd.deploy import (BYTES_END, BYTES_START, records_with_weights, render_bytes, render_csv,
-                             stage_table, threshold_sweep)
+from sparsevd.deploy import (BYTES_END, BYTES_START, bytes_verdicts, records_with_weights, render_bytes, render_csv,
+                             stage_table, threshold_note, threshold_sweep)
 from sparsevd.figures import threshold_curves
 from sparsevd.records import atomic_write_text
 from sparsevd.report import update_readme
@@ -43,7 +43,8 @@ def main(argv=None) -> int:
     atomic_write_text(args.out / "threshold.csv", render_csv(sweep))
     for net, sweeps in by_net.items():
         threshold_curves(sweeps, args.out / "figures", net.removeprefix("mnist_"))
-    if args.readme and not update_readme(Path(args.readme), md, BYTES_START, BYTES_END):
+    block = f"{md}\n{bytes_verdicts(table)} At threshold 3 against the rest of the sweep:\n\n{threshold_note(sweep)}\n"
+    if args.readme and not update_readme(Path(args.readme), block, BYTES_START, BYTES_END):
         print(f"note: {args.readme} has no {BYTES_START} markers; README not updated", file=sys.stderr)
     print(md)
     return 0

@@ -64,17 +64,30 @@ def test_compress_writes_the_tables_figures_and_readme_block(tmp_path, data_root
     runs = tmp_path / "runs" / RECORDS[0].parent.name
     shutil.copytree(RECORDS[0], runs / RECORDS[0].name)
     readme = tmp_path / "README.md"
-    readme.write_text("a\n<!-- bytes:start -->\nold\n<!-- bytes:end -->\nb\n")
+    readme.write_text("a\n<!-- bytes:start -->\nSTALE\n<!-- bytes:end -->\nb\n")
     proc = subprocess.run([sys.executable, "scripts/compress.py", "--runs", str(tmp_path / "runs"), "--out",
                            str(tmp_path / "out"), "--readme", str(readme)], cwd=REPO, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     table = (tmp_path / "out" / "compression.md").read_text()
-    assert table.count(f"| {RECORDS[0].parent.name} |") == 3 and "old" not in readme.read_text()
+    assert table.count(f"| {RECORDS[0].parent.name} |") == 3 and "STALE" not in readme.read_text()
     assert table in readme.read_text()
     net = json.loads((RECORDS[0] / "final.json").read_text())["config"]["model"]["name"]
     assert (tmp_path / "out" / "figures" / f"threshold_{net}.png").stat().st_size > 10_000
     assert len((tmp_path / "out" / "threshold.csv").read_text().splitlines()) == 1 + 19
+    # the verdicts and the threshold-3 line are generated from the measured table and sweep
+    final = _final(RECORDS[0])
+    text = readme.read_text()
+    assert f"threshold 3 gives {final['test_error']:.2f} % at {final['compression']:.0f}×" in text
+    assert "lenet5_sparsevd seed 0 ≥ 400× at ≤ 0.80 %: not measured" in text
+
+
+def test_bytes_verdicts_follow_the_numbers():
+    from sparsevd.deploy import QUANTIZED, bytes_verdicts
+    row = {"row": "lenet5_sparsevd", "seed": 0, "stage": QUANTIZED, "test_error": 0.79}
+    assert "400× at ≤ 0.80 %: met (401× at 0.79 %)" in bytes_verdicts([{**row, "ratio": 401.0}])
+    assert "400× at ≤ 0.80 %: not met (399× at 0.79 %)" in bytes_verdicts([{**row, "ratio": 399.0}])
+    assert "400× at ≤ 0.80 %: not met (450× at 0.81 %)" in bytes_verdicts([{**row, "ratio": 450.0, "test_error": 0.81}])
 
 
 @pytest.mark.parametrize("folder", RECORDS, ids=lambda f: f"{f.parent.name}/{f.name}")

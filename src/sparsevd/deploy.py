@@ -105,6 +105,41 @@ def render_bytes(table: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The file-size targets: the default export of the row's seed 0, (at least this ratio, at most this error %).
+BYTES_TARGETS = {"lenet300_sparsevd": (200, 1.92), "lenet5_sparsevd": (400, 0.80)}
+
+
+def bytes_verdicts(table: list[dict]) -> str:
+    """One generated line: each file-size target, met or not, with its measured numbers."""
+    out = []
+    for row, (ratio, error) in BYTES_TARGETS.items():
+        got = [r for r in table if r["row"] == row and r["seed"] == 0 and r["stage"] == QUANTIZED]
+        head = f"{row} seed 0 ≥ {ratio}× at ≤ {error:.2f} %"
+        if not got:
+            out.append(f"{head}: not measured (no record with weights)")
+            continue
+        r = got[0]
+        met = r["ratio"] >= ratio and r["test_error"] <= error
+        out.append(f"{head}: {'met' if met else 'not met'} ({r['ratio']:.0f}× at {r['test_error']:.2f} %)")
+    return "Targets for the default export: " + "; ".join(out) + "."
+
+
+def threshold_note(sweep: list[dict]) -> str:
+    """One generated line per record: where threshold 3 sits on its swept curve."""
+    lines = []
+    for key in dict.fromkeys((r["row"], r["seed"]) for r in sweep):
+        rows = [r for r in sweep if (r["row"], r["seed"]) == key]
+        at3 = next((r for r in rows if r["threshold"] == 3.0), None)
+        best = min(rows, key=lambda r: (r["test_error"], -r["compression"]))
+        if at3 is None:
+            continue
+        lines.append(f"{key[0]} seed {key[1]}: threshold 3 gives {at3['test_error']:.2f} % at {at3['compression']:.0f}×; "
+                     f"the sweep's lowest error is {best['test_error']:.2f} % at threshold {best['threshold']:g} "
+                     f"({best['compression']:.0f}×), and threshold {rows[0]['threshold']:g} gives "
+                     f"{rows[0]['test_error']:.2f} % at {rows[0]['compression']:.0f}×.")
+    return "\n".join(f"- {line}" for line in lines)
+
+
 def render_csv(rows: list[dict]) -> str:
     import csv
     import io
