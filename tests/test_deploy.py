@@ -22,7 +22,18 @@ def _final(folder):
 
 def test_the_sparse_rows_have_records_with_weights():
     rows = {f.parent.name for f in RECORDS}
-    assert {"lenet300_sparsevd", "lenet300_ard"} <= rows
+    assert {"lenet300_sparsevd", "lenet300_ard", "lenet5_sparsevd"} <= rows
+
+
+def test_one_csv_holds_sweeps_of_nets_with_different_layers():
+    import csv
+    import io
+
+    from sparsevd.deploy import render_csv
+    rows = [{"row": "a", "sparsity_fc1": 99.0}, {"row": "b", "sparsity_conv1": 70.0, "sparsity_fc1": 98.5}]
+    got = list(csv.DictReader(io.StringIO(render_csv(rows))))
+    assert got == [{"row": "a", "sparsity_fc1": "99.0", "sparsity_conv1": ""},
+                   {"row": "b", "sparsity_fc1": "98.5", "sparsity_conv1": "70.0"}]
 
 
 @pytest.mark.parametrize("folder", RECORDS, ids=lambda f: f"{f.parent.name}/{f.name}")

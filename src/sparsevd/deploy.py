@@ -141,10 +141,12 @@ def threshold_note(sweep: list[dict]) -> str:
 
 
 def render_csv(rows: list[dict]) -> str:
+    """CSV of the sweep; nets with different layers share one header, a layer a net lacks stays empty."""
     import csv
     import io
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    writer = csv.DictWriter(buf, fieldnames=fields, restval="", lineterminator="\n")
     writer.writeheader()
     writer.writerows({k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in rows)
     return buf.getvalue()

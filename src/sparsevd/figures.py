@@ -144,7 +144,7 @@ def threshold_curves(sweeps: dict[str, list[dict]], out: Path, net: str) -> Path
     ax.set_xscale("log")
     ax.set_xlabel("compression (weights / nonzero weights), log scale")
     ax.set_ylabel("test error (%)")
-    ax.set_title(f"{net}: threshold on log α from -1 (left) to the clip (right)")
+    ax.set_title(f"{net}: threshold on log α from the clip (left) down to -1 (right)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, out / f"threshold_{net}.png")
