@@ -32,13 +32,22 @@ def test_lossless_export_reproduces_the_masked_model(tmp_path, name, mode):
     model = trained_like(name)
     export(model, tmp_path / "net.svd", scale=SCALE, mean=mean_image(), options=LOSSLESS)
     net = load(tmp_path / "net.svd", mode)
-    for batch in (1, 7, 100):  # 100: the transposed plan, where sparse layers take the CSR product
+    # 100: the transposed plan, where sparse layers take the CSR product; 301: convolutions in chunks
+    for batch in (1, 7, 100, 301):
         u = torch.rand(batch, 1, 28, 28)
         got = net(u)
         assert isinstance(got, torch.Tensor) and got.shape == (batch, 10) and got.is_contiguous()
         torch.testing.assert_close(got, reference(model, u), rtol=0, atol=1e-4)
     net.double()  # moving the module rebuilds the plan from the moved tensors
     torch.testing.assert_close(net(u.double()).float(), reference(model, u), rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel,stride,shape", [(2, 2, (9, 13, 24, 24)), (3, 2, (5, 4, 13, 12)), (3, 3, (64, 3, 11, 14)),
+                                                  (2, 1, (40, 8, 9, 9)), (2, 2, (1, 3, 8, 8))])
+def test_max_pooling_gives_exactly_torchs_values(kernel, stride, shape):
+    from sparsevd.compressed import MaxPool
+    x = torch.randn(shape)
+    assert torch.equal(MaxPool(kernel, stride)(x), torch.nn.functional.max_pool2d(x, kernel, stride))
 
 
 def test_every_stage_is_smaller_and_quantization_stays_close(tmp_path):

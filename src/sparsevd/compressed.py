@@ -31,6 +31,9 @@ UNSIGNED = {"u1": 0xFF, "u2": 0xFFFF, "u4": 0xFFFFFFFF}  # the unsigned reading 
 # A shrunk linear layer at or below this density runs as a CSR matmul on batches of CSR_MIN_BATCH or
 # more; denser layers and smaller batches take a dense matmul on the shrunk weight.
 CSR_DENSITY, CSR_MIN_BATCH = 0.05, 64
+# The convolutions run on chunks of this many images: their activations then stay in cache, and
+# reuse memory instead of asking the OS for fresh pages on every call.
+CONV_CHUNK = 200
 
 
 class ExportFormatError(ValueError):
@@ -148,9 +151,26 @@ class ReLU(nn.ReLU):
 
 
 class MaxPool(nn.MaxPool2d):
+    """Max pooling without padding as an elementwise maximum of strided views, rows then columns:
+    the same values as F.max_pool2d, several times faster on CPU (it skips the argmax indices)."""
+
     def step(self):
         k, s = self.kernel_size, self.stride
-        return lambda x: F.max_pool2d(x, k, s)
+        if not (isinstance(k, int) and isinstance(s, int) and self.padding == 0 and self.dilation == 1
+                and not self.ceil_mode):
+            return lambda x: F.max_pool2d(x, k, s, self.padding, self.dilation, self.ceil_mode)
+
+        def pool(x):
+            if x.numel() < 32768:  # a few images: one kernel call costs less than six small ones
+                return F.max_pool2d(x, k, s)
+            for dim in (-2, -1):
+                span = s * ((x.shape[dim] - k) // s)  # the last window's start
+                views = [x.narrow(dim, i, span + 1) for i in range(k)]
+                x = views[0][..., ::s, :] if dim == -2 else views[0][..., ::s]
+                for v in views[1:]:
+                    x = torch.maximum(x, v[..., ::s, :] if dim == -2 else v[..., ::s])
+            return x
+        return pool
 
 
 class _Weighted(_Op):
@@ -222,26 +242,33 @@ class CompressedNet(nn.Sequential):
     def forward(self, x):
         if self._plan is None:
             self._plan = self._make_plan()
-        steps, steps_t = self._plan
+        head, steps, steps_t = self._plan
+        if len(x) > CONV_CHUNK and any(isinstance(m, Conv) for m in self):
+            x = torch.cat([_run(head, c) for c in x.split(CONV_CHUNK)])
+        else:
+            x = _run(head, x)
         if steps_t is None or x.shape[0] < self.min_batch:
-            for f in steps:
-                x = f(x)
-            return x
-        for f in steps_t:
-            x = f(x)
-        return x.t().contiguous()
+            return _run(steps, x)
+        return _run(steps_t, x).t().contiguous()
 
     def _make_plan(self):
+        """(steps up to the first flatten, steps after it, the same transposed or None)."""
         mods = list(self)
-        steps = [m.step() for m in mods]
-        first = next((i for i, m in enumerate(mods) if isinstance(m, (Gather, Flatten))), None)
-        if first is None or any(getattr(m, "step_t", None) is None for m in mods[first:]):
-            return steps, None
-        return steps, steps[:first] + [m.step_t() for m in mods[first:]]
+        first = next((i for i, m in enumerate(mods) if isinstance(m, (Gather, Flatten))), len(mods))
+        head, rest = [m.step() for m in mods[:first]], mods[first:]
+        if not rest or any(getattr(m, "step_t", None) is None for m in rest):
+            return head, [m.step() for m in rest], None
+        return head, [m.step() for m in rest], [m.step_t() for m in rest]
 
     def _apply(self, fn, *args, **kwargs):  # .to(), .double(), ...: the plan holds the old tensors
         self._plan = None
         return super()._apply(fn, *args, **kwargs)
+
+
+def _run(steps, x):
+    for f in steps:
+        x = f(x)
+    return x
 
 
 def _weighted(op: dict, stream, mode: str) -> list[nn.Module]:
