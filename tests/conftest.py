@@ -26,13 +26,8 @@ def data_root() -> Path:
 
 def run_config(*overrides: str):
     """The validated, typed config that ``scripts/train.py <overrides>`` would run."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    from sparsevd.config import validate
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=list(overrides))
-    return validate(OmegaConf.to_container(cfg, resolve=True))
+    from sparsevd.config import compose
+    return compose(*overrides, config_dir=str(REPO / "configs"))
 
 
 def tiny_train_config(epochs: int, **trainer):

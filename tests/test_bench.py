@@ -19,12 +19,14 @@ def test_flop_count_of_lenet300():
     assert train_flops_per_step("lenet300", sparse=True) == 2 * dense
 
 
-def test_bench_smoke_writes_a_complete_report(tmp_path):
+def test_bench_smoke_writes_a_complete_report(tmp_path, data_root):
     out = tmp_path / "bench.json"
     readme_before = (REPO / "README.md").read_bytes()
     proc = subprocess.run([sys.executable, "scripts/bench.py", "--nets", "lenet300", "--steps-lenet300", "2",
-                           "--repeats", "1", "--inference-repeats", "1", "--out", str(out)], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+                           "--repeats", "1", "--inference-repeats", "1", "--out", str(out), "--cli-epochs", "2",
+                           "--cli-args", "data.train_size=1000", "trainer.compile=false"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "SPARSEVD_DATA": str(data_root), "WANDB_MODE": "disabled"})
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
     cases = {c["case"]: c for c in report["cases"]}
@@ -38,6 +40,8 @@ def test_bench_smoke_writes_a_complete_report(tmp_path):
     inference = report["inference"]  # from the committed lenet300_sparsevd record's weights
     assert set(inference) == {"lenet300/1", "lenet300/1000"}
     assert all(r["speedup"] > 0 and r["file_bytes"] > 0 for r in inference.values())
+    cli = report["cli"]["lenet300_sparsevd"]  # a real scripts/train.py epoch, against the reference epoch
+    assert cli["s_per_epoch"] > 0 and cli["x_reference"] == cli["s_per_epoch"] / ref["s_per_epoch"]
     assert {t["target"] for t in report["targets"]} and all(t["met"] in (True, False, None) for t in report["targets"])
     # A bench written elsewhere must not rewrite the README, whose section describes results/bench.json.
     assert (REPO / "README.md").read_bytes() == readme_before

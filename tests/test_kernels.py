@@ -15,9 +15,9 @@ def compiled():
     kernels.use_compiled(False)
 
 
-def step_grads(method):
+def step_grads(method, train_clip):
     torch.manual_seed(0)
-    model = build_model("lenet5", method, log_alpha_clip=8.0).train()
+    model = build_model("lenet5", method, log_alpha_clip=8.0, train_clip=train_clip).train()
     with torch.no_grad():
         for layer in model.modules():
             if hasattr(layer, "log_sigma2"):  # spread log alpha over the clip and beyond it
@@ -29,11 +29,11 @@ def step_grads(method):
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
-@pytest.mark.parametrize("method", ["sparsevd", "ard"])
-def test_compiled_and_eager_paths_agree(method, compiled):
-    loss_c, grads_c = step_grads(method)
+@pytest.mark.parametrize("method,train_clip", [("sparsevd", True), ("sparsevd", False), ("ard", True)])
+def test_compiled_and_eager_paths_agree(method, train_clip, compiled):
+    loss_c, grads_c = step_grads(method, train_clip)
     kernels.use_compiled(False)
-    loss_e, grads_e = step_grads(method)
+    loss_e, grads_e = step_grads(method, train_clip)
     torch.testing.assert_close(loss_c, loss_e, rtol=1e-6, atol=0)
     for name, want in grads_e.items():  # float32 rounding, relative to the gradient's scale (~1e9 here)
         torch.testing.assert_close(grads_c[name], want, rtol=1e-4, atol=1e-6 * float(want.abs().max()), msg=name)

@@ -234,28 +234,32 @@ def test_parameters_and_shapes_match_torch_layers():
     assert (lin.log_sigma2 == -10.0).all() and lin.threshold == 3.0
 
 
-def _reference_weight_noise(theta, log_sigma2, prior, clip):
+def _reference_weight_noise(theta, log_sigma2, prior, clip, threshold):
     """The textbook formulas, differentiated by autograd."""
     log_alpha = torch.clamp(log_sigma2 - torch.log(theta * theta + 1e-8), -clip, clip)
     kl = kl_log_uniform(log_alpha) if prior == "log_uniform" else kl_ard(log_alpha)
-    return log_alpha, torch.exp(log_alpha) * theta * theta, kl.sum()
+    keep = (log_alpha < threshold).to(theta.dtype)
+    return log_alpha, torch.exp(log_alpha) * theta * theta, kl.sum(), theta * keep, keep
 
 
-@pytest.mark.parametrize("prior,clip", [("log_uniform", 8.0), ("ard", 8.0), ("log_uniform", 10.0)])
-def test_fused_weight_noise_matches_autograd_of_the_formulas(prior, clip):
+@pytest.mark.parametrize("prior,clip,threshold", [("log_uniform", 8.0, 3.0), ("ard", 8.0, 3.0),
+                                                  ("log_uniform", 10.0, -1.0), ("ard", 8.0, float("inf"))])
+def test_fused_weight_noise_matches_autograd_of_the_formulas(prior, clip, threshold):
     g = torch.Generator().manual_seed(0)
     theta = (torch.randn(40, 30, generator=g, dtype=torch.float64) * 0.3).requires_grad_()
     # log alpha spans both clip edges, so the clipped-gradient branch is exercised too
     log_sigma2 = (torch.log(theta.detach() ** 2) + torch.empty_like(theta).uniform_(-12, 12, generator=g)).requires_grad_()
-    grad_var = torch.randn(40, 30, generator=g, dtype=torch.float64)
+    grad_var, grad_mean = torch.randn(2, 40, 30, generator=g, dtype=torch.float64)
     outs = []
-    for fn in (lambda t, s: _WeightNoise.apply(t, s, prior, clip), lambda t, s: _reference_weight_noise(t, s, prior, clip)):
-        la, var, kl = fn(theta, log_sigma2)
-        gt, gs = torch.autograd.grad((var * grad_var).sum() + 0.7 * kl, (theta, log_sigma2))
-        outs.append((la, var, kl, gt, gs))
+    for fn in (_WeightNoise.apply, _reference_weight_noise):
+        la, var, kl, mean, keep = fn(theta, log_sigma2, prior, clip, threshold)
+        loss = (var * grad_var).sum() + 0.7 * kl + (mean * grad_mean).sum()
+        gt, gs = torch.autograd.grad(loss, (theta, log_sigma2))
+        outs.append((la, var, kl, mean, keep, gt, gs))
     for got, want in zip(*outs):
         torch.testing.assert_close(got, want)
-    assert torch.autograd.gradcheck(lambda t, s: _WeightNoise.apply(t, s, prior, clip)[1:],
+    assert 0 < outs[0][4].sum() < outs[0][4].numel() or threshold == float("inf")  # both sides of the threshold
+    assert torch.autograd.gradcheck(lambda t, s: _WeightNoise.apply(t, s, prior, clip, threshold)[1:4],
                                     (theta[:4, :4].detach().requires_grad_(), log_sigma2[:4, :4].detach().requires_grad_()))
 
 

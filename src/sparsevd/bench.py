@@ -90,8 +90,15 @@ def _batches(x, y, device):
     return next_batch
 
 
-def make_cases(nets, x, y, device, with_ard_lib: bool) -> list[Case]:
-    cases = []
+def recipe_options(net: str, method: str) -> dict:
+    """The layer options (``method.*``) that ``experiment=<net>_<method>`` trains with."""
+    from .config import compose
+    return {k: v for k, v in vars(compose(f"experiment={net}_{method}").method).items() if k != "name"}
+
+
+def make_cases(nets, x, y, device, with_ard_lib: bool, recipes: dict | None = None) -> list[Case]:
+    """``recipes["<net>/<method>"]``: layer options for our nets (default: build_model's)."""
+    cases, recipes = [], recipes or {}
     for net in nets:
         nxt = _batches(x, y, device)
         ref = REF_NETS[net]().to(device)
@@ -105,7 +112,7 @@ def make_cases(nets, x, y, device, with_ard_lib: bool) -> list[Case]:
             opt.step()
         cases.append(Case(net, "reference", "dense", ref_step))
         for method in ("dense", "sparsevd", "ard"):
-            model = build_model(net, method).to(device).train()
+            model = build_model(net, method, **recipes.get(f"{net}/{method}", {})).to(device).train()
             opt = make_optimizer(model, 1e-3)
 
             def our_step(model=model, opt=opt, nxt=nxt):
@@ -179,6 +186,18 @@ def eval_seconds(x_test, y_test, device, repeats: int = 5) -> float:
         _sync(device)
         out.append(time.perf_counter() - t0)
     return statistics.median(out)
+
+
+def cli_epoch_seconds(experiment: str, epochs: int, extra: list[str], run_dir) -> float:
+    """Median wall time of a real ``scripts/train.py`` epoch (data, training step, evaluation, checkpoint),
+    epoch 1 (start-up and compiling) left out."""
+    import json
+    cmd = [sys.executable, "scripts/train.py", f"experiment={experiment}", f"trainer.epochs={epochs}", "logger=none",
+           "trainer.progress=false", f"hydra.run.dir={run_dir}", *extra]
+    from pathlib import Path
+    subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[2])
+    wall = [json.loads(line)["time"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return statistics.median(b - a for a, b in zip(wall, wall[1:]))
 
 
 def peak_memory_mib(net: str, method: str, device: str, steps: int = 20) -> float:

@@ -209,4 +209,16 @@ def validate(cfg: dict) -> Config:
     return c
 
 
+def compose(*overrides: str, config_dir: str | None = None) -> Config:
+    """The validated config that ``scripts/train.py <overrides>`` would run (from a checkout's ``configs/``)."""
+    from pathlib import Path
+
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from omegaconf import OmegaConf
+    folder = config_dir or str(Path(__file__).resolve().parents[2] / "configs")
+    with initialize_config_dir(config_dir=folder, version_base="1.3"):
+        cfg = hydra_compose("train", overrides=list(overrides))
+    return validate(OmegaConf.to_container(cfg, resolve=True))
+
+
 register()

@@ -1,5 +1,7 @@
 """The per-weight pass of a training step: log alpha, the LRT variance weights alpha * theta^2, the
-summed KL (Eq. 14 or ARD) and their gradients, in eager PyTorch or compiled by ``torch.compile``.
+summed KL (Eq. 14 or ARD), the mean weights theta * [log alpha < threshold] (``train_clip``; an
+infinite threshold keeps every weight) and their gradients, in eager PyTorch or compiled by
+``torch.compile``.
 
 The eager path does the math in place to keep weight-sized temporaries down; the compiled path
 fuses each direction into one loop over the weights (about 3x faster on CPU). Both compute the
@@ -21,9 +23,9 @@ def below(x: torch.Tensor, limit: float) -> torch.Tensor:
     return x.sub(limit).sign_().clamp_(max=0.0).neg_()
 
 
-def forward_eager(theta, log_sigma2, log_uniform: bool, clip: float):
-    """(log alpha, alpha theta^2, sum KL) and what the backward needs: 1/(theta^2 + 1e-8), alpha,
-    dKL/dlog alpha and where the clip is inactive.
+def forward_eager(theta, log_sigma2, log_uniform: bool, clip: float, threshold: float):
+    """(log alpha, alpha theta^2, sum KL, theta * keep, keep) and what the backward needs:
+    1/(theta^2 + 1e-8), alpha, dKL/dlog alpha and where the clip is inactive.
 
     0.5 log1p(1/alpha) is 0.5 softplus(-log_alpha), slope -0.5/(1 + alpha); Eq. 14 adds
     k1 - k1 s, s = sigmoid(k2 + k3 log_alpha), slope k1 k3 s (s - 1).
@@ -41,18 +43,19 @@ def forward_eager(theta, log_sigma2, log_uniform: bool, clip: float):
         kl.sub_(s, alpha=K1).add_(K1)
         slope.addcmul_(s, s.sub(1.0), value=K1 * K3)
     inside = below(raw.abs_(), clip)  # gradients flow through log alpha only inside the clip
-    return log_alpha, var_weight, kl.sum(), inv, alpha, slope, inside
+    keep = below(log_alpha, threshold)
+    return log_alpha, var_weight, kl.sum(), theta * keep, keep, inv, alpha, slope, inside
 
 
-def backward_eager(theta, inv, alpha, var_weight, slope, inside, grad_var, grad_kl):
-    """dL/dtheta and dL/dlog sigma^2 through log_alpha = log_sigma2 - log(theta^2 + 1e-8) and
-    var = alpha theta^2, from dL/dvar and dL/dKL."""
+def backward_eager(theta, keep, inv, alpha, var_weight, slope, inside, grad_var, grad_kl, grad_mean):
+    """dL/dtheta and dL/dlog sigma^2 through log_alpha = log_sigma2 - log(theta^2 + 1e-8),
+    var = alpha theta^2 and the mean weights theta * keep, from dL/dvar, dL/dKL and dL/d(theta keep)."""
     grad_log_alpha = torch.addcmul(slope * grad_kl, grad_var, var_weight).mul_(inside)
     grad_theta = torch.addcmul(grad_var * alpha, grad_log_alpha, inv, value=-1.0).mul_(theta).mul_(2.0)
-    return grad_theta, grad_log_alpha
+    return grad_theta.addcmul_(grad_mean, keep), grad_log_alpha
 
 
-def _forward_pure(theta, log_sigma2, log_uniform: bool, clip: float):
+def _forward_pure(theta, log_sigma2, log_uniform: bool, clip: float, threshold: float):
     theta2 = theta * theta
     inv = 1.0 / (theta2 + 1e-8)
     raw = torch.log(inv) + log_sigma2
@@ -65,16 +68,17 @@ def _forward_pure(theta, log_sigma2, log_uniform: bool, clip: float):
         kl = kl - K1 * s + K1
         slope = slope + (K1 * K3) * s * (s - 1.0)
     inside = (raw.abs() < clip).to(theta.dtype)
-    return log_alpha, alpha * theta2, kl.sum(), inv, alpha, slope, inside
+    keep = (log_alpha < threshold).to(theta.dtype)
+    return log_alpha, alpha * theta2, kl.sum(), theta * keep, keep, inv, alpha, slope, inside
 
 
-def _backward_pure(theta, inv, alpha, var_weight, slope, inside, grad_var, grad_kl):
+def _backward_pure(theta, keep, inv, alpha, var_weight, slope, inside, grad_var, grad_kl, grad_mean):
     grad_log_alpha = (slope * grad_kl + grad_var * var_weight) * inside
-    return 2.0 * theta * (grad_var * alpha - grad_log_alpha * inv), grad_log_alpha
+    return 2.0 * theta * (grad_var * alpha - grad_log_alpha * inv) + grad_mean * keep, grad_log_alpha
 
 
-def forward(theta, log_sigma2, log_uniform: bool, clip: float):
-    return _compiled.get("forward", forward_eager)(theta, log_sigma2, log_uniform, clip)
+def forward(theta, log_sigma2, log_uniform: bool, clip: float, threshold: float):
+    return _compiled.get("forward", forward_eager)(theta, log_sigma2, log_uniform, clip, threshold)
 
 
 def backward(*args):
@@ -95,8 +99,8 @@ def use_compiled(mode) -> bool:
         fwd = torch.compile(_forward_pure, dynamic=False, fullgraph=True)
         bwd = torch.compile(_backward_pure, dynamic=False, fullgraph=True)
         probe = torch.full((4, 3), 0.1)
-        out = fwd(probe, probe - 10.0, True, 8.0)  # build it now, so a missing compiler shows here
-        bwd(probe, *out[3:5], out[1], *out[5:7], probe, torch.ones(()))
+        out = fwd(probe, probe - 10.0, True, 8.0, 3.0)  # build it now, so a missing compiler shows here
+        bwd(probe, out[4], *out[5:7], out[1], *out[7:9], probe, torch.ones(()), probe)
     except Exception as exc:  # no C++ compiler, an unsupported platform, ...: all mean "stay eager"
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
         print(f"note: torch.compile is unavailable here ({first}); training with the eager per-weight pass",

@@ -46,24 +46,25 @@ PRIORS = ("log_uniform", "ard")
 
 class _WeightNoise(torch.autograd.Function):
     """One fused pass over the weights per training step: log alpha, the LRT variance weights
-    alpha * theta^2, and the summed KL, with a hand-written backward (see :mod:`sparsevd.kernels`).
+    alpha * theta^2, the summed KL, the mean weights theta * keep and keep = [log alpha < threshold],
+    with a hand-written backward (see :mod:`sparsevd.kernels`).
 
     Autograd over the same formulas launches ~40 weight-sized kernels per layer and step (four of
     them transcendental); this does the math once and reuses alpha for the variance and the KL.
     """
 
     @staticmethod
-    def forward(ctx, theta, log_sigma2, prior: str, clip: float):
-        log_alpha, var_weight, kl, *saved = kernels.forward(theta, log_sigma2, prior == "log_uniform", clip)
-        inv, alpha, slope, inside = saved
-        ctx.save_for_backward(theta, inv, alpha, var_weight, slope, inside)
-        ctx.mark_non_differentiable(log_alpha)
-        return log_alpha, var_weight, kl
+    def forward(ctx, theta, log_sigma2, prior: str, clip: float, threshold: float = math.inf):
+        out = kernels.forward(theta, log_sigma2, prior == "log_uniform", clip, threshold)
+        log_alpha, var_weight, kl, mean_weight, keep, inv, alpha, slope, inside = out
+        ctx.save_for_backward(theta, keep, inv, alpha, var_weight, slope, inside)
+        ctx.mark_non_differentiable(log_alpha, keep)
+        return log_alpha, var_weight, kl, mean_weight, keep
 
     @staticmethod
-    def backward(ctx, _grad_log_alpha, grad_var, grad_kl):
-        grad_theta, grad_log_sigma2 = kernels.backward(*ctx.saved_tensors, grad_var, grad_kl)
-        return grad_theta, grad_log_sigma2, None, None
+    def backward(ctx, _grad_log_alpha, grad_var, grad_kl, grad_mean, _grad_keep):
+        grad_theta, grad_log_sigma2 = kernels.backward(*ctx.saved_tensors, grad_var, grad_kl, grad_mean)
+        return grad_theta, grad_log_sigma2, None, None, None
 
 
 class SVDOLayer(nn.Module):
@@ -126,18 +127,17 @@ class SVDOLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return self._op(x, self.weight * self.mask(), self.bias)
-        log_alpha, var_weight, kl = _WeightNoise.apply(self.weight, self.log_sigma2, self.prior, self.log_alpha_clip)
+        # train_clip: the mean path sees theta zeroed where log alpha >= threshold, as at test time.
+        threshold = self.threshold if self.train_clip else math.inf
+        _, var_weight, kl, theta, keep = _WeightNoise.apply(self.weight, self.log_sigma2, self.prior,
+                                                            self.log_alpha_clip, threshold)
         self._kl_cache = (kl, (self.weight._version, self.log_sigma2._version, torch.is_grad_enabled()))
         # Local reparameterization trick (Kingma et al. 2015): sample pre-activations, not weights, so
         # each example in the batch gets independent noise at the cost of one extra op.
-        theta = self.weight
-        if self.train_clip:
-            keep = self.mask(log_alpha)
-            theta = theta * keep
-            if self.clip_noise:
-                # The authors' conv layer zeroes pruned weights before the variance path too, so a
-                # pruned weight adds no noise that the deterministic test-time net does not have.
-                var_weight = var_weight * keep
+        if self.clip_noise:
+            # The authors' conv layer zeroes pruned weights before the variance path too, so a
+            # pruned weight adds no noise that the deterministic test-time net does not have.
+            var_weight = var_weight * keep
         mean = self._op(x, theta, self.bias)
         var = self._op(x * x, var_weight, None)
         # A plain-layout draw: randn_like on a channels_last tensor takes a slow strided path.
