@@ -230,12 +230,17 @@ def test_git_info_names_the_commit_a_process_loaded(tmp_path, monkeypatch):
         subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
 
     git("init", "-q")
-    (tmp_path / "f").write_text("1")
-    git("add", "f")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "results").mkdir()
+    for f in ("src/f.py", "results/r.json"):
+        (tmp_path / f).write_text("1")
+        git("add", f)
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
     first = records.git_info(tmp_path)
     assert len(first["sha"]) == 40 and first["dirty"] is False
-    (tmp_path / "f").write_text("2")
+    (tmp_path / "results/r.json").write_text("2")  # a new record is not a change to the code
+    assert records.git_info(tmp_path) == {"sha": first["sha"], "dirty": False}
+    (tmp_path / "src/f.py").write_text("2")
     assert records.git_info(tmp_path) == {"sha": first["sha"], "dirty": True}
     # The package's own repo is read once per process: later calls (a multirun's later jobs) do not ask
     # git again, so a HEAD that moved mid-sweep cannot be recorded for code loaded before it.

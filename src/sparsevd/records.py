@@ -80,8 +80,12 @@ def read_jsonl(path: Path) -> list[dict]:
 _LOADED_GIT: dict | None = None
 
 
+CODE_PATHS = ("src", "scripts", "configs", "pyproject.toml")  # what a run's result depends on
+
+
 def git_info(repo: Path | None = None) -> dict:
-    """Commit SHA and whether the work tree had uncommitted changes (``dirty``).
+    """Commit SHA and whether the code differed from it (``dirty``: uncommitted changes under
+    CODE_PATHS; new records, figures and docs do not count, so a sweep's later jobs stay clean).
 
     For this package's own repo the answer is taken once per process: a Hydra multirun runs every
     job on the code it imported first, even if HEAD moves during the sweep.
@@ -98,7 +102,7 @@ def git_info(repo: Path | None = None) -> dict:
         return done.stdout.strip() if done.returncode == 0 else ""
     try:
         sha = git("rev-parse", "HEAD") or None
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no")) if sha else None
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS)) if sha else None
     except (OSError, subprocess.SubprocessError):
         sha, dirty = None, None
     return {"sha": sha, "dirty": dirty}
