@@ -39,6 +39,13 @@ def test_compiled_and_eager_paths_agree(method, train_clip, compiled):
         torch.testing.assert_close(grads_c[name], want, rtol=1e-4, atol=1e-6 * float(want.abs().max()), msg=name)
 
 
+def test_the_compiled_paths_log1p_is_accurate_over_the_whole_clip_range():
+    z = torch.exp(-torch.linspace(-20, 20, 200_001))  # 1 / alpha for log alpha in [-20, 20]
+    want = torch.log1p(z.double())
+    rel = ((kernels._log1p(z).double() - want).abs() / want).max()
+    assert rel < 4e-7  # a few float32 ulps
+
+
 def test_a_failed_compile_falls_back_to_eager_with_one_line(monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise RuntimeError("no C++ compiler found\nsecond line")

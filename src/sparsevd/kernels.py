@@ -55,13 +55,21 @@ def backward_eager(theta, keep, inv, alpha, var_weight, slope, inside, grad_var,
     return grad_theta.addcmul_(grad_mean, keep), grad_log_alpha
 
 
+def _log1p(z):
+    """log(1 + z) to ~2 ulp from one log and one division (Goldberg's identity). On CPU torch's
+    vectorized log1p costs about 5x a log (1.3 against 0.27 ms for LeNet-300-100's fc1 on one core),
+    and it was the pass's costliest term."""
+    u = 1.0 + z
+    return torch.where(u == 1.0, z, torch.log(u) * (z / (u - 1.0)))
+
+
 def _forward_pure(theta, log_sigma2, log_uniform: bool, clip: float, threshold: float):
     theta2 = theta * theta
     inv = 1.0 / (theta2 + 1e-8)
     raw = torch.log(inv) + log_sigma2
     log_alpha = raw.clamp(-clip, clip)
     alpha = torch.exp(log_alpha)
-    kl = 0.5 * torch.log1p(1.0 / alpha)
+    kl = 0.5 * _log1p(1.0 / alpha)
     slope = -0.5 / (alpha + 1.0)
     if log_uniform:
         s = torch.sigmoid(K3 * log_alpha + K2)
