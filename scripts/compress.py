@@ -2,6 +2,7 @@
 
     python scripts/compress.py        # writes results/compression.{md,csv}, results/threshold.csv,
                                       # results/figures/threshold_<net>.png and the README's bytes block
+                                      # (there: each row's first seed with weights)
 
 For each record: the exported file stage by stage (pruning only; + index coding; + value
 quantization, the default export), and the test error and compression at thresholds on log alpha
@@ -43,7 +44,11 @@ def main(argv=None) -> int:
     atomic_write_text(args.out / "threshold.csv", render_csv(sweep))
     for net, sweeps in by_net.items():
         threshold_curves(sweeps, args.out / "figures", net.removeprefix("mnist_"))
-    block = f"{md}\n{bytes_verdicts(table)} At threshold 3 against the rest of the sweep:\n\n{threshold_note(sweep)}\n"
+    # The README shows each row's first seed with weights; results/compression.md has every record.
+    first = {f.parent.name: int(f.name[4:]) for f in reversed(folders)}
+    shown = lambda rows: [r for r in rows if r["seed"] == first[r["row"]]]  # noqa: E731
+    block = (f"{render_bytes(shown(table))}\n{bytes_verdicts(table)} At threshold 3 against the rest of the sweep:"
+             f"\n\n{threshold_note(shown(sweep))}\n")
     if args.readme and not update_readme(Path(args.readme), block, BYTES_START, BYTES_END):
         print(f"note: {args.readme} has no {BYTES_START} markers; README not updated", file=sys.stderr)
     print(md)

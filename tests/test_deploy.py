@@ -12,6 +12,7 @@ from sparsevd.deploy import DEFAULT, LOSSLESS, export_record, records_with_weigh
 REPO = Path(__file__).resolve().parents[1]
 RUNS = REPO / "results" / "runs"
 RECORDS = records_with_weights(RUNS)
+FIRST = records_with_weights(RUNS, first_seed_only=True)  # each row's first seed: the costlier checks
 # What the default 5-bit codebook may cost over the record's own (masked fp32) test error, in points.
 QUANTIZED_TOLERANCE = 0.10
 
@@ -36,7 +37,7 @@ def test_one_csv_holds_sweeps_of_nets_with_different_layers():
                    {"row": "b", "sparsity_fc1": "98.5", "sparsity_conv1": "70.0"}]
 
 
-@pytest.mark.parametrize("folder", RECORDS, ids=lambda f: f"{f.parent.name}/{f.name}")
+@pytest.mark.parametrize("folder", FIRST, ids=lambda f: f"{f.parent.name}/{f.name}")
 def test_lossless_export_has_exactly_the_records_error_and_the_default_stays_close(tmp_path, folder, data_root):
     want = _final(folder)["test_error"]
     lossless = export_record(folder, tmp_path / "lossless.svd", LOSSLESS)
@@ -48,14 +49,23 @@ def test_lossless_export_has_exactly_the_records_error_and_the_default_stays_clo
 
 @pytest.mark.parametrize("folder", RECORDS, ids=lambda f: f"{f.parent.name}/{f.name}")
 def test_the_threshold_sweep_at_3_is_the_record(folder, data_root):
-    rows, cfg = threshold_sweep(folder)
-    assert [r["threshold"] for r in rows][:2] == [-1.0, -0.5] and rows[-1]["threshold"] == 8.0
-    at3 = next(r for r in rows if r["threshold"] == 3.0)
+    (at3,), _ = threshold_sweep(folder, at=[3.0])
     final = _final(folder)
     assert at3["test_error"] == final["test_error"] and at3["compression"] == final["compression"]
     assert {k: at3[f"sparsity_{k}"] for k in final["sparsity"]} == final["sparsity"]
+
+
+def test_the_whole_sweep_runs_from_minus_1_to_the_clip_and_keeps_more_as_it_rises(data_root):
+    rows, _ = threshold_sweep(RECORDS[0])
+    assert [r["threshold"] for r in rows][:2] == [-1.0, -0.5] and rows[-1]["threshold"] == 8.0
+    assert next(r for r in rows if r["threshold"] == 3.0)["test_error"] == _final(RECORDS[0])["test_error"]
     compressions = [r["compression"] for r in rows]
     assert compressions == sorted(compressions, reverse=True)  # a higher threshold keeps more weights
+
+
+def test_every_row_with_weights_is_tested_on_its_first_seed():
+    assert [f.parent.name for f in FIRST] == list(dict.fromkeys(f.parent.name for f in RECORDS))
+    assert all(int(f.name[4:]) == min(int(g.name[4:]) for g in RECORDS if g.parent == f.parent) for f in FIRST)
 
 
 def test_export_cli_writes_the_file_and_refuses_bad_input_in_one_line(tmp_path, data_root):
@@ -73,22 +83,23 @@ def test_export_cli_writes_the_file_and_refuses_bad_input_in_one_line(tmp_path, 
 
 def test_compress_writes_the_tables_figures_and_readme_block(tmp_path, data_root):
     runs = tmp_path / "runs" / RECORDS[0].parent.name
-    shutil.copytree(RECORDS[0], runs / RECORDS[0].name)
+    shutil.copytree(RECORDS[0], runs / "seed0")
+    shutil.copytree(RECORDS[0], runs / "seed7")  # a later seed: in the tables, not in the README
     readme = tmp_path / "README.md"
     readme.write_text("a\n<!-- bytes:start -->\nSTALE\n<!-- bytes:end -->\nb\n")
     proc = subprocess.run([sys.executable, "scripts/compress.py", "--runs", str(tmp_path / "runs"), "--out",
                            str(tmp_path / "out"), "--readme", str(readme)], cwd=REPO, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    table = (tmp_path / "out" / "compression.md").read_text()
-    assert table.count(f"| {RECORDS[0].parent.name} |") == 3 and "STALE" not in readme.read_text()
-    assert table in readme.read_text()
+    table, text = (tmp_path / "out" / "compression.md").read_text(), readme.read_text()
+    row = RECORDS[0].parent.name
+    assert table.count(f"| {row} | 0 |") == table.count(f"| {row} | 7 |") == 3 and "STALE" not in text
+    assert text.count(f"| {row} | 0 |") == 3 and f"| {row} | 7 |" not in text
     net = json.loads((RECORDS[0] / "final.json").read_text())["config"]["model"]["name"]
     assert (tmp_path / "out" / "figures" / f"threshold_{net}.png").stat().st_size > 10_000
-    assert len((tmp_path / "out" / "threshold.csv").read_text().splitlines()) == 1 + 19
+    assert len((tmp_path / "out" / "threshold.csv").read_text().splitlines()) == 1 + 2 * 19
     # the verdicts and the threshold-3 line are generated from the measured table and sweep
     final = _final(RECORDS[0])
-    text = readme.read_text()
     assert f"threshold 3 gives {final['test_error']:.2f} % at {final['compression']:.0f}×" in text
     assert "lenet5_sparsevd seed 0 ≥ 400× at ≤ 0.80 %: not measured" in text
 

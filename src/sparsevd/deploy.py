@@ -58,9 +58,9 @@ def thresholds(clip: float, start: float = -1.0, step: float = 0.5) -> list[floa
 
 
 @torch.no_grad()
-def threshold_sweep(folder: Path) -> tuple[list[dict], dict]:
-    """Test error, compression and sparsity at thresholds from -1 up to the clip, in steps of 0.5,
-    from one trained record; returns the rows and the record's config."""
+def threshold_sweep(folder: Path, at: list[float] | None = None) -> tuple[list[dict], dict]:
+    """Test error, compression and sparsity at thresholds from -1 up to the clip, in steps of 0.5
+    (or at the thresholds ``at``), from one trained record; returns the rows and the record's config."""
     from .data import load_dataset
 
     model, cfg = load_record(folder)
@@ -70,7 +70,7 @@ def threshold_sweep(folder: Path) -> tuple[list[dict], dict]:
     d = cfg["data"]
     data = load_dataset(d["name"], d["root"], d["preprocess"], d.get("train_size"), "cpu", d.get("val_size", 0))
     rows = []
-    for t in thresholds(layers[0].log_alpha_clip):
+    for t in thresholds(layers[0].log_alpha_clip) if at is None else at:
         for layer in layers:
             layer.threshold = t
         m = evaluate(model, data.x_test, data.y_test)
@@ -88,11 +88,13 @@ ROWS = ("lenet300_sparsevd", "lenet300_ard", "lenet5_sparsevd", "lenet5_ard",
         "fashion_lenet300_sparsevd", "fashion_lenet300_ard", "fashion_lenet5_sparsevd", "fashion_lenet5_ard")
 
 
-def records_with_weights(runs_dir: Path, rows=ROWS) -> list[Path]:
-    """Record folders (results/runs/<row>/seed<k>) of the sparse Table 1 rows that hold weights."""
+def records_with_weights(runs_dir: Path, rows=ROWS, first_seed_only: bool = False) -> list[Path]:
+    """Record folders (results/runs/<row>/seed<k>) of the sparse Table 1 rows that hold weights,
+    by row and seed; ``first_seed_only``: each row's lowest such seed."""
     from .weights import WEIGHTS
     found = [p.parent for row in rows for p in Path(runs_dir).glob(f"{row}/seed*/{WEIGHTS}")]
-    return sorted(found, key=lambda p: (rows.index(p.parent.name), int(p.name[4:])))
+    found = sorted(found, key=lambda p: (rows.index(p.parent.name), int(p.name[4:])))
+    return [p for i, p in enumerate(found) if i == 0 or p.parent != found[i - 1].parent] if first_seed_only else found
 
 
 def render_bytes(table: list[dict]) -> str:

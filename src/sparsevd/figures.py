@@ -132,10 +132,15 @@ def make_all(rows: list[Row], out: Path) -> list[Path]:
 def threshold_curves(sweeps: dict[str, list[dict]], out: Path, net: str) -> Path:
     """Test error against compression as the threshold moves, one line per record, threshold 3 marked."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    colours = {}  # one colour per row; a row's later seeds in thinner lines
     for label, rows in sweeps.items():
         x = [r["compression"] for r in rows]
         y = [r["test_error"] for r in rows]
-        (line,) = ax.plot(x, y, marker=".", label=label)
+        row = label.split(" seed")[0]
+        first = row not in colours
+        colours.setdefault(row, f"C{len(colours)}")
+        (line,) = ax.plot(x, y, marker=".", label=label, color=colours[row], lw=1.5 if first else 0.8,
+                          alpha=1.0 if first else 0.6)
         at3 = [r for r in rows if r["threshold"] == 3.0]
         if at3:
             ax.plot(at3[0]["compression"], at3[0]["test_error"], "o", ms=10, mfc="none", color=line.get_color())
