@@ -3,6 +3,7 @@
     make bench                       # installs pytorch-ard (--no-deps), writes results/bench.json
     python scripts/bench.py --steps-lenet300 100 --steps-lenet5 20 --repeats 5
     python scripts/bench.py --render   # rewrite README's bench section from results/bench.json
+    python scripts/bench.py --nets lenet300 --profile lenet300/ours/sparsevd   # where a step's time goes
 """
 import argparse
 import json
@@ -15,7 +16,8 @@ from pathlib import Path
 import torch
 
 from sparsevd.bench import (N_TRAIN, cli_epoch_seconds, eval_seconds, keep_freed_memory, make_cases,
-                            matmul_peak_gflops, peak_memory_mib, recipe_options, summarize, time_cases)
+                            matmul_peak_gflops, peak_memory_mib, profile_table, recipe_options, summarize,
+                            time_cases)
 from sparsevd import kernels
 from sparsevd.bench_inference import bench_inference
 from sparsevd.records import atomic_write_json, cpu_name, git_info
@@ -63,6 +65,8 @@ def main(argv=None) -> int:
     p.add_argument("--cli-epochs", type=int, default=3,
                    help="epochs of each net's SparseVD row through scripts/train.py on MNIST, timed from the 2nd (0: skip)")
     p.add_argument("--cli-args", nargs="*", default=[], help="extra overrides for those runs")
+    p.add_argument("--profile", metavar="CASE", help="print torch.profiler's table for one case of --nets, e.g. "
+                                                      "lenet300/ours/sparsevd, and time nothing else")
     p.add_argument("--compile", default="auto", choices=["auto", "true", "false"],
                    help="our layers' per-weight pass through torch.compile, as trainer.compile (default auto)")
     p.add_argument("--inference-repeats", type=int, default=7, help="timed blocks per inference case")
@@ -91,6 +95,13 @@ def main(argv=None) -> int:
     y = torch.randint(0, 10, (N_TRAIN,), device=device)
     recipes = {f"{n}/{m}": recipe_options(n, m) for n in nets for m in ("sparsevd", "ard")}
     cases = make_cases(nets, x, y, device, with_ard_lib, recipes)
+    if args.profile:
+        case = next((c for c in cases if c.name == args.profile), None)
+        if case is None:
+            print(f"error: no case {args.profile!r}; choose one of {', '.join(c.name for c in cases)}", file=sys.stderr)
+            return 2
+        print(profile_table(case, 50))
+        return 0
     steps = {"lenet300": args.steps_lenet300, "lenet5": args.steps_lenet5}
     times = time_cases(cases, steps, args.repeats, device)
     rows = summarize(times, nets, device)

@@ -162,6 +162,17 @@ def time_cases(cases: list[Case], steps: dict[str, int], repeats: int, device) -
     return times
 
 
+def profile_table(case: Case, steps: int, rows: int = 20) -> str:
+    """torch.profiler's table (self CPU time) of ``steps`` steps of one case, after a few warm-up steps."""
+    from torch.profiler import profile
+    for _ in range(5):
+        case.step()
+    with profile() as prof:
+        for _ in range(steps):
+            case.step()
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+
+
 def matmul_peak_gflops(device, n: int = 1024, reps: int = 20) -> float:
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     for _ in range(3):
