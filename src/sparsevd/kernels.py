@@ -24,7 +24,7 @@ def below(x: torch.Tensor, limit: float) -> torch.Tensor:
 
 
 def forward_eager(theta, log_sigma2, log_uniform: bool, clip: float, threshold: float):
-    """(log alpha, alpha theta^2, sum KL, theta * keep, keep) and what the backward needs:
+    """(alpha theta^2, sum KL, theta * keep, keep) and what the backward needs:
     1/(theta^2 + 1e-8), alpha, dKL/dlog alpha and where the clip is inactive.
 
     0.5 log1p(1/alpha) is 0.5 softplus(-log_alpha), slope -0.5/(1 + alpha); Eq. 14 adds
@@ -44,7 +44,7 @@ def forward_eager(theta, log_sigma2, log_uniform: bool, clip: float, threshold: 
         slope.addcmul_(s, s.sub(1.0), value=K1 * K3)
     inside = below(raw.abs_(), clip)  # gradients flow through log alpha only inside the clip
     keep = below(log_alpha, threshold)
-    return log_alpha, var_weight, kl.sum(), theta * keep, keep, inv, alpha, slope, inside
+    return var_weight, kl.sum(), theta * keep, keep, inv, alpha, slope, inside
 
 
 def backward_eager(theta, keep, inv, alpha, var_weight, slope, inside, grad_var, grad_kl, grad_mean):
@@ -77,7 +77,7 @@ def _forward_pure(theta, log_sigma2, log_uniform: bool, clip: float, threshold: 
         slope = slope + (K1 * K3) * s * (s - 1.0)
     inside = (raw.abs() < clip).to(theta.dtype)
     keep = (log_alpha < threshold).to(theta.dtype)
-    return log_alpha, alpha * theta2, kl.sum(), theta * keep, keep, inv, alpha, slope, inside
+    return alpha * theta2, kl.sum(), theta * keep, keep, inv, alpha, slope, inside
 
 
 def _backward_pure(theta, keep, inv, alpha, var_weight, slope, inside, grad_var, grad_kl, grad_mean):
@@ -108,7 +108,7 @@ def use_compiled(mode) -> bool:
         bwd = torch.compile(_backward_pure, dynamic=False, fullgraph=True)
         probe = torch.full((4, 3), 0.1)
         out = fwd(probe, probe - 10.0, True, 8.0, 3.0)  # build it now, so a missing compiler shows here
-        bwd(probe, out[4], *out[5:7], out[1], *out[7:9], probe, torch.ones(()), probe)
+        bwd(probe, out[3], *out[4:6], out[0], *out[6:8], probe, torch.ones(()), probe)
     except Exception as exc:  # no C++ compiler, an unsupported platform, ...: all mean "stay eager"
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
         print(f"note: torch.compile is unavailable here ({first}); training with the eager per-weight pass",

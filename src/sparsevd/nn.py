@@ -45,9 +45,9 @@ PRIORS = ("log_uniform", "ard")
 
 
 class _WeightNoise(torch.autograd.Function):
-    """One fused pass over the weights per training step: log alpha, the LRT variance weights
-    alpha * theta^2, the summed KL, the mean weights theta * keep and keep = [log alpha < threshold],
-    with a hand-written backward (see :mod:`sparsevd.kernels`).
+    """One fused pass over the weights per training step: the LRT variance weights alpha * theta^2,
+    the summed KL, the mean weights theta * keep and keep = [log alpha < threshold], with a
+    hand-written backward (see :mod:`sparsevd.kernels`).
 
     Autograd over the same formulas launches ~40 weight-sized kernels per layer and step (four of
     them transcendental); this does the math once and reuses alpha for the variance and the KL.
@@ -56,14 +56,18 @@ class _WeightNoise(torch.autograd.Function):
     @staticmethod
     def forward(ctx, theta, log_sigma2, prior: str, clip: float, threshold: float = math.inf):
         out = kernels.forward(theta, log_sigma2, prior == "log_uniform", clip, threshold)
-        log_alpha, var_weight, kl, mean_weight, keep, inv, alpha, slope, inside = out
+        var_weight, kl, mean_weight, keep, inv, alpha, slope, inside = out
         ctx.save_for_backward(theta, keep, inv, alpha, var_weight, slope, inside)
-        ctx.mark_non_differentiable(log_alpha, keep)
-        return log_alpha, var_weight, kl, mean_weight, keep
+        ctx.mark_non_differentiable(keep)
+        ctx.set_materialize_grads(False)  # no weight-sized zeros for keep's gradient, or an unused output's
+        return var_weight, kl, mean_weight, keep
 
     @staticmethod
-    def backward(ctx, _grad_log_alpha, grad_var, grad_kl, grad_mean, _grad_keep):
-        grad_theta, grad_log_sigma2 = kernels.backward(*ctx.saved_tensors, grad_var, grad_kl, grad_mean)
+    def backward(ctx, grad_var, grad_kl, grad_mean, _grad_keep):
+        theta = ctx.saved_tensors[0]
+        zero = lambda g, like: torch.zeros_like(like) if g is None else g  # noqa: E731
+        grad_theta, grad_log_sigma2 = kernels.backward(*ctx.saved_tensors, zero(grad_var, theta),
+                                                       zero(grad_kl, theta.new_zeros(())), zero(grad_mean, theta))
         return grad_theta, grad_log_sigma2, None, None, None
 
 
@@ -122,15 +126,15 @@ class SVDOLayer(nn.Module):
         if cache is not None and cache[1] == (self.weight._version, self.log_sigma2._version,
                                               torch.is_grad_enabled()):
             return cache[0]
-        return _WeightNoise.apply(self.weight, self.log_sigma2, self.prior, self.log_alpha_clip)[2]
+        return _WeightNoise.apply(self.weight, self.log_sigma2, self.prior, self.log_alpha_clip)[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return self._op(x, self.weight * self.mask(), self.bias)
         # train_clip: the mean path sees theta zeroed where log alpha >= threshold, as at test time.
         threshold = self.threshold if self.train_clip else math.inf
-        _, var_weight, kl, theta, keep = _WeightNoise.apply(self.weight, self.log_sigma2, self.prior,
-                                                            self.log_alpha_clip, threshold)
+        var_weight, kl, theta, keep = _WeightNoise.apply(self.weight, self.log_sigma2, self.prior,
+                                                         self.log_alpha_clip, threshold)
         self._kl_cache = (kl, (self.weight._version, self.log_sigma2._version, torch.is_grad_enabled()))
         # Local reparameterization trick (Kingma et al. 2015): sample pre-activations, not weights, so
         # each example in the batch gets independent noise at the cost of one extra op.
