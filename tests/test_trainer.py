@@ -45,6 +45,16 @@ def test_fit_learns_and_records_history(tmp_path):
     assert (tmp_path / "checkpoint.pt").exists() and len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3
 
 
+def test_training_on_cpu_flushes_subnormals_and_restores_them_after(tmp_path):
+    tiny = torch.tensor([1e-39])  # subnormal in float32
+    seen = []
+    cfg = run_config("trainer.epochs=1", "trainer.batch_size=50", "trainer.progress=false")
+    fit(build_model("lenet300", "sparsevd"), tiny_data(), cfg, tmp_path, on_eval=lambda row: seen.append((tiny * 1.0).item()))
+    if torch.set_flush_denormal(False):  # the CPU can flush at all
+        assert seen == [0.0]
+    assert (tiny * 1.0).item() > 0
+
+
 @pytest.mark.parametrize("method", ["sparsevd", "dense"])
 def test_sum_scale_gradients_are_n_times_the_mean_scale(method):
     from sparsevd.trainer import train_step
