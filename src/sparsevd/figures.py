@@ -144,8 +144,9 @@ def threshold_curves(sweeps: dict[str, list[dict]], out: Path, net: str) -> Path
         at3 = [r for r in rows if r["threshold"] == 3.0]
         if at3:
             ax.plot(at3[0]["compression"], at3[0]["test_error"], "o", ms=10, mfc="none", color=line.get_color())
-            ax.annotate("log α = 3", (at3[0]["compression"], at3[0]["test_error"]), textcoords="offset points",
-                        xytext=(6, 6), fontsize=8, color=line.get_color())
+            if first:  # one label per row; every seed's point is circled
+                ax.annotate("log α = 3", (at3[0]["compression"], at3[0]["test_error"]), textcoords="offset points",
+                            xytext=(6, 6), fontsize=8, color=line.get_color())
     ax.set_xscale("log")
     ax.set_xlabel("compression (weights / nonzero weights), log scale")
     ax.set_ylabel("test error (%)")
