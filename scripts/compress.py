@@ -2,7 +2,7 @@
 
     python scripts/compress.py        # writes results/compression.{md,csv}, results/threshold.csv,
                                       # results/figures/threshold_<net>.png and the README's bytes block
-                                      # (there: each row's first seed with weights)
+                                      # (there: each MNIST row's first seed with weights)
 
 For each record: the exported file stage by stage (pruning only; + index coding; + value
 quantization, the default export), and the test error and compression at thresholds on log alpha
@@ -12,8 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from sparsevd.deploy import (BYTES_END, BYTES_START, bytes_verdicts, records_with_weights, render_bytes, render_csv,
-                             stage_table, threshold_note, threshold_sweep)
+from sparsevd.deploy import (BYTES_END, BYTES_START, bytes_verdicts, readme_rows, records_with_weights, render_bytes,
+                             render_csv, stage_table, threshold_note, threshold_sweep)
 from sparsevd.figures import threshold_curves
 from sparsevd.records import atomic_write_text
 from sparsevd.report import update_readme
@@ -44,11 +44,8 @@ def main(argv=None) -> int:
     atomic_write_text(args.out / "threshold.csv", render_csv(sweep))
     for net, sweeps in by_net.items():
         threshold_curves(sweeps, args.out / "figures", net.removeprefix("mnist_"))
-    # The README shows each row's first seed with weights; results/compression.md has every record.
-    first = {f.parent.name: int(f.name[4:]) for f in reversed(folders)}
-    shown = lambda rows: [r for r in rows if r["seed"] == first[r["row"]]]  # noqa: E731
-    block = (f"{render_bytes(shown(table))}\n{bytes_verdicts(table)} At threshold 3 against the rest of the sweep:"
-             f"\n\n{threshold_note(shown(sweep))}\n")
+    block = (f"{render_bytes(readme_rows(table))}\n{bytes_verdicts(table)} At threshold 3 against the rest of the "
+             f"sweep:\n\n{threshold_note(readme_rows(sweep))}\n")
     if args.readme and not update_readme(Path(args.readme), block, BYTES_START, BYTES_END):
         print(f"note: {args.readme} has no {BYTES_START} markers; README not updated", file=sys.stderr)
     print(md)

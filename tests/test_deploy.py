@@ -104,6 +104,14 @@ def test_compress_writes_the_tables_figures_and_readme_block(tmp_path, data_root
     assert "lenet5_sparsevd seed 0 ≥ 400× at ≤ 0.80 %: not measured" in text
 
 
+def test_the_readme_block_keeps_each_mnist_rows_first_seed():
+    from sparsevd.deploy import readme_rows
+    rows = [{"row": r, "seed": k, "stage": st} for r, k in [("lenet300_ard", 1), ("lenet300_ard", 2),
+                                                         ("lenet5_sparsevd", 0), ("fashion_lenet300_sparsevd", 0)]
+            for st in ("a", "b")]
+    assert [(r["row"], r["seed"]) for r in readme_rows(rows)] == [("lenet300_ard", 1)] * 2 + [("lenet5_sparsevd", 0)] * 2
+
+
 def test_bytes_verdicts_follow_the_numbers():
     from sparsevd.deploy import QUANTIZED, bytes_verdicts
     row = {"row": "lenet5_sparsevd", "seed": 0, "stage": QUANTIZED, "test_error": 0.79}

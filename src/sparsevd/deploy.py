@@ -97,6 +97,14 @@ def records_with_weights(runs_dir: Path, rows=ROWS, first_seed_only: bool = Fals
     return [p for i, p in enumerate(found) if i == 0 or p.parent != found[i - 1].parent] if first_seed_only else found
 
 
+def readme_rows(rows: list[dict]) -> list[dict]:
+    """The rows of the README's bytes block: each MNIST row's first seed (the files keep every record)."""
+    first: dict[str, int] = {}
+    for r in rows:
+        first[r["row"]] = min(first.get(r["row"], r["seed"]), r["seed"])
+    return [r for r in rows if r["seed"] == first[r["row"]] and not r["row"].startswith("fashion_")]
+
+
 def render_bytes(table: list[dict]) -> str:
     """Markdown of the stage-by-stage bytes table."""
     lines = ["| Row | Seed | Stage | File bytes | Dense fp32 bytes | Ratio | Test error of the file |",
