@@ -85,7 +85,8 @@ def main(argv=None) -> int:
         import torch_ard  # noqa: F401
         with_ard_lib = True
     except ImportError:
-        print("pytorch-ard not installed (make bench installs it); skipping its cases", file=sys.stderr)
+        if not args.profile:  # a profile prints one table, or one error line
+            print("pytorch-ard not installed (make bench installs it); skipping its cases", file=sys.stderr)
         with_ard_lib = False
     nets = args.nets.split(",")
     compiled = kernels.use_compiled({"true": True, "false": False}.get(args.compile, "auto"))
