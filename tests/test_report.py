@@ -231,7 +231,24 @@ def test_variant_records_get_their_own_runs_list_and_stay_out_of_the_table(runs,
     # seed order, each record's own numbers, and a shorter variant says how long it ran
     assert [x.split(" | ")[1:4] for x in lines] == [["2", "200", "1.61"], ["10", "100", "1.56"]]
     assert "| lenet300_sparsevd |" not in variants  # Table 1 rows are never listed as variants
+    assert "Val. error" not in md  # no record held out a validation split
     assert all(r.key != "lenet300_dense_wd" for r in rows)
     shutil.rmtree(runs / "lenet300_dense_wd")
     write_report(load_records(runs), paper, tmp_path)
     assert "Variants:" not in (tmp_path / "table.md").read_text()
+
+
+def test_variants_with_a_validation_split_show_their_validation_error(runs, tmp_path):
+    d = fake_record(runs, "lenet5_sparsevd_val10k", 0, 0.85, 290.0, [80.0, 98.0, 99.8])
+    final = json.loads((d / "final.json").read_text())
+    final["metrics"]["val_error"] = 0.93
+    (d / "final.json").write_text(json.dumps(final))
+    fake_record(runs, "lenet300_dense_wd", 0, 1.61, 1.0, [0.0, 0.0, 0.0])
+    write_report(load_records(runs), load_paper(PAPER), tmp_path)
+    variants = (tmp_path / "table.md").read_text().split("Variants:")[1].splitlines()
+    header = next(x for x in variants if x.startswith("| Variant |")).split(" | ")
+    val = header.index("Val. error %")
+    assert header[val - 1] == "Error %"
+    cells = {x.split(" | ")[0][2:]: x.split(" | ") for x in variants if x.startswith("| lenet")}
+    assert cells["lenet5_sparsevd_val10k"][val] == "0.93" and cells["lenet5_sparsevd_val10k"][val - 1] == "0.85"
+    assert cells["lenet300_dense_wd"][val] == "—"

@@ -208,14 +208,20 @@ def provenance(run: dict) -> tuple[str, str]:
 
 
 def render_runs(rows: list[Row], first: str = "Row") -> str:
-    """One line per record: how many epochs, where and how long it ran, and at which commit(s)."""
-    lines = [f"| {first} | Seed | Epochs | Error % | Compression | Wall time | Hardware | Commit |", "|---" * 8 + "|"]
+    """One line per record: how many epochs, where and how long it ran, and at which commit(s). When a
+    record held out a validation split (``data.val_size``), a column gives its last validation error."""
+    with_val = any("val_error" in run["metrics"] for row in rows for run in row.runs)
+    cols = ["Seed", "Epochs", "Error %", *(["Val. error %"] if with_val else []), "Compression", "Wall time",
+            "Hardware", "Commit"]
+    lines = [f"| {first} | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for row in rows:
         for run in row.runs:
             m, wall = run["metrics"], run.get("wall_time")
             hw, commits = provenance(run)
-            lines.append(f"| {row.key} | {run['seed']} | {m['epoch']} | {m['test_error']:.2f} | {m['compression']:.1f}× | "
-                         f"{DASH if wall is None else f'{wall / 60:.0f} min'} | {hw} | {commits} |")
+            val = [f"{m['val_error']:.2f}" if "val_error" in m else DASH] if with_val else []
+            cells = [run["seed"], m["epoch"], f"{m['test_error']:.2f}", *val, f"{m['compression']:.1f}×",
+                     DASH if wall is None else f"{wall / 60:.0f} min", hw, commits]
+            lines.append(f"| {row.key} | " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines) + "\n"
 
 
