@@ -42,6 +42,7 @@ def test_bench_smoke_writes_a_complete_report(tmp_path, data_root):
     assert all(r["speedup"] > 0 and r["file_bytes"] > 0 for r in inference.values())
     cli = report["cli"]["lenet300_sparsevd"]  # a real scripts/train.py epoch, against the reference epoch
     assert cli["s_per_epoch"] > 0 and cli["x_reference"] == cli["s_per_epoch"] / ref["s_per_epoch"]
+    assert cli["x_dense_row"] == cli["s_per_epoch"] / cli["dense_row_s_per_epoch"] > 0  # lenet300_dense, same CLI
     assert {t["target"] for t in report["targets"]} and all(t["met"] in (True, False, None) for t in report["targets"])
     # A bench written elsewhere must not rewrite the README, whose section describes results/bench.json.
     assert (REPO / "README.md").read_bytes() == readme_before
