@@ -53,6 +53,12 @@ def test_training_on_cpu_flushes_subnormals_and_restores_them_after(tmp_path):
     if torch.set_flush_denormal(False):  # the CPU can flush at all
         assert seen == [0.0]
     assert (tiny * 1.0).item() > 0
+    if torch.set_flush_denormal(True):  # a caller that flushes itself keeps flushing after fit
+        try:
+            fit(build_model("lenet300", "sparsevd"), tiny_data(), cfg, tmp_path / "again")
+            assert (tiny * 1.0).item() == 0.0
+        finally:
+            torch.set_flush_denormal(False)
 
 
 @pytest.mark.parametrize("method", ["sparsevd", "dense"])

@@ -229,13 +229,15 @@ def fit(model: nn.Module, data: Dataset, cfg: Config, run_dir: Path, *,
         keep_freed_memory()
     # Pruned weights drift towards 0, and theta^2, alpha theta^2, their gradients and Adam's moments
     # reach float32's subnormal range, where x86 arithmetic is slow: LeNet-300-100 SparseVD's first
-    # five epochs took 15-20 % longer. Flushing them to 0 changes nothing above 1.2e-38; restored after.
+    # five epochs took 15-20 % longer. Flushing them to 0 changes nothing above 1.2e-38; the caller's
+    # setting (torch has no getter: a subnormal times 1 reads 0 when flushing) is restored after.
+    was_flushing = (torch.tensor([1e-39]) * 1.0).item() == 0.0
     flush = device.type == "cpu" and torch.set_flush_denormal(True)
     try:
         return _fit(model, data, cfg, Path(run_dir), device, on_eval, resume, segment, keep)
     finally:
         if flush:
-            torch.set_flush_denormal(False)
+            torch.set_flush_denormal(was_flushing)
 
 
 def _fit(model, data, cfg, run_dir, device, on_eval, resume, segment, keep) -> list[dict]:
