@@ -60,7 +60,7 @@ def test_experiment_rows_carry_the_authors_recipe():
     ("optim.schedule=cosine", "optim.schedule"),
     ("model.name=resnet", "unknown model"),
     ("device=tpu", "device"),
-    ("experiment=lenet5_sparsevd_lr_linear_pretrained", "pass model.init_from=<run folder of a trained model=lenet5 run"),
+    ("experiment=lenet5_sparsevd_pretrained", "pass model.init_from=<run folder of a trained model=lenet5 run"),
     ("model.init_from=", "model.init_from"),
     ("optim.weight_decay=-1", "optim.weight_decay"),
     ("method.clip_noise=fc", "method.clip_noise='fc' must be null, conv or all"),
@@ -126,7 +126,7 @@ def test_batch_larger_than_data_is_rejected():
     ("trainer.epochs=abc", "trainer.epochs"),
     ("data.train_size=-5", "data.train_size"),
     ("method.threshold=inf", "method.threshold"),
-    ("experiment=lenet5_sparsevd_lr_linear_pretrained", "model.init_from=<run folder"),
+    ("experiment=lenet5_sparsevd_pretrained", "model.init_from=<run folder"),
 ])
 def test_cli_bad_override_is_one_clear_error_and_writes_nothing(override, needle, tmp_path):
     run_dir = tmp_path / "run"
@@ -169,21 +169,19 @@ def test_cli_missing_data_and_unwritable_results_write_nothing(tmp_path):
 # Each variant of a Table 1 row (docs/reproduction.md) and the only keys where it may differ from that row.
 VARIANTS = {
     "lenet300_dense_wd": ("lenet300_dense", {"optim.weight_decay", "loss.scale"}),
-    "lenet5_sparsevd_lr_linear": ("lenet5_sparsevd", {"optim.schedule"}),
-    # run with the linear schedule, so they vary that recipe (the row's until it changed; docs/reproduction.md)
-    "lenet5_sparsevd_lr_linear_pretrained": ("lenet5_sparsevd_lr_linear", {"model.init_from"}),
-    "lenet5_sparsevd_lr_linear_lasagne": ("lenet5_sparsevd_lr_linear", {"model.init", "method.clip_noise"}),
+    "lenet5_sparsevd_lr_const_then_linear": ("lenet5_sparsevd", {"optim.schedule"}),
+    "lenet5_sparsevd_pretrained": ("lenet5_sparsevd", {"model.init_from"}),
+    "lenet5_sparsevd_lasagne": ("lenet5_sparsevd", {"model.init", "method.clip_noise"}),
     "lenet5_ard_lasagne": ("lenet5_ard", {"model.init", "method.clip_noise"}),
     "lenet5_ard_pretrained": ("lenet5_ard", {"model.init_from"}),
-    "lenet5_sparsevd_lr_linear_100ep": ("lenet5_sparsevd_lr_linear", {"trainer.epochs", "kl.start", "kl.warmup", "method.log_alpha_clip"}),
+    "lenet5_sparsevd_100ep": ("lenet5_sparsevd", {"trainer.epochs", "kl.start", "kl.warmup", "method.log_alpha_clip"}),
     "lenet5_sparsevd_no_train_clip": ("lenet5_sparsevd", {"method.train_clip"}),
     "lenet5_sparsevd_mean_loss": ("lenet5_sparsevd", {"loss.scale"}),
     "lenet5_ard_lr_const_then_linear": ("lenet5_ard", {"optim.schedule"}),
-    "fashion_lenet5_sparsevd_lr_linear": ("fashion_lenet5_sparsevd", {"optim.schedule"}),
     "lenet5_sparsevd_log_sigma2_init": ("lenet5_sparsevd", {"method.log_sigma2_init"}),
     # the LR schedule chosen on held-out training images: each side of the choice with a validation split
     "lenet5_sparsevd_val10k": ("lenet5_sparsevd", {"data.val_size"}),
-    "lenet5_sparsevd_lr_linear_val10k": ("lenet5_sparsevd_lr_linear", {"data.val_size"}),
+    "lenet5_sparsevd_lr_const_then_linear_val10k": ("lenet5_sparsevd_lr_const_then_linear", {"data.val_size"}),
 }
 
 
