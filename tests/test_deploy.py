@@ -1,4 +1,5 @@
-"""The committed records with weights: their exported files and threshold sweeps, measured on MNIST."""
+"""The committed records with weights: their exported files and threshold sweeps, measured on each
+record's own test set (MNIST or Fashion-MNIST)."""
 import json
 import shutil
 import subprocess
@@ -13,8 +14,10 @@ REPO = Path(__file__).resolve().parents[1]
 RUNS = REPO / "results" / "runs"
 RECORDS = records_with_weights(RUNS)
 FIRST = records_with_weights(RUNS, first_seed_only=True)  # each row's first seed: the costlier checks
-# What the default 5-bit codebook may cost over the record's own (masked fp32) test error, in points.
-QUANTIZED_TOLERANCE = 0.10
+# What the default 5-bit codebook may cost over the record's own (masked fp32) test error, in points, per
+# dataset. Measured over the committed records: at most 0.06 on MNIST (12 records), 0.04-0.37 on
+# Fashion-MNIST (8 records), whose nets sit near 10 % error with far more weights near the boundary.
+QUANTIZED_TOLERANCE = {"mnist": 0.10, "fashion_mnist": 0.40}
 
 
 def _final(folder):
@@ -44,7 +47,8 @@ def test_lossless_export_has_exactly_the_records_error_and_the_default_stays_clo
     assert lossless["test_error"] == want
     default = export_record(folder, tmp_path / "default.svd", DEFAULT)
     assert default["bytes"] < lossless["bytes"] < lossless["dense_bytes"]
-    assert default["test_error"] <= want + QUANTIZED_TOLERANCE
+    dataset = json.loads((folder / "final.json").read_text())["config"]["data"]["name"]
+    assert default["test_error"] <= want + QUANTIZED_TOLERANCE[dataset]
 
 
 @pytest.mark.parametrize("folder", RECORDS, ids=lambda f: f"{f.parent.name}/{f.name}")
