@@ -16,7 +16,7 @@ RECORDS = records_with_weights(RUNS)
 FIRST = records_with_weights(RUNS, first_seed_only=True)  # each row's first seed: the costlier checks
 # What the default 5-bit codebook may cost over the record's own (masked fp32) test error, in points, per
 # dataset. Measured over the committed records: at most 0.06 on MNIST (12 records), 0.04-0.37 on
-# Fashion-MNIST (8 records), whose nets sit near 10 % error with far more weights near the boundary.
+# Fashion-MNIST (8 records), whose nets sit near 10 % test error.
 QUANTIZED_TOLERANCE = {"mnist": 0.10, "fashion_mnist": 0.40}
 
 
