@@ -182,6 +182,17 @@ VARIANTS = {
     # the LR schedule chosen on held-out training images: each side of the choice with a validation split
     "lenet5_sparsevd_val10k": ("lenet5_sparsevd", {"data.val_size"}),
     "lenet5_sparsevd_lr_const_then_linear_val10k": ("lenet5_sparsevd_lr_const_then_linear", {"data.val_size"}),
+    # the LeNet-5 recipe search: each candidate alone, then with the validation split it is judged on
+    "lenet5_sparsevd_march2017": ("lenet5_sparsevd", {"method.kl_fit"}),
+    "lenet5_sparsevd_glorot_conv": ("lenet5_sparsevd", {"model.init"}),
+    "lenet5_sparsevd_clip_noise_conv": ("lenet5_sparsevd", {"method.clip_noise"}),
+    "lenet5_sparsevd_kl_warmup50": ("lenet5_sparsevd", {"kl.warmup"}),
+    **{f"lenet5_sparsevd_{v}_val10k": (f"lenet5_sparsevd_{v}", {"data.val_size"})
+       for v in ("march2017", "glorot_conv", "clip_noise_conv", "kl_warmup50", "no_train_clip", "log_sigma2_init")},
+    "lenet300_dense_random_labels": ("lenet300_dense", {"data.labels"}),
+    "lenet300_sparsevd_random_labels": ("lenet300_sparsevd", {"data.labels"}),
+    "lenet300_ard_talk": ("lenet300_ard", {"trainer.epochs", "kl.start", "kl.warmup", "optim.schedule",
+                                           "optim.log_sigma2_lr_scale", "method.train_clip", "method.log_alpha_clip"}),
 }
 
 

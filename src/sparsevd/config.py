@@ -14,8 +14,8 @@ from typing import Any, Optional
 
 from omegaconf import MISSING
 
-from .data import DATASETS, NUM_TRAIN, PREPROCESSING
-from .models import CLIP_NOISE, INIT_SCHEMES, METHODS, MODELS
+from .data import DATASETS, LABELS, NUM_TRAIN, PREPROCESSING
+from .models import CLIP_NOISE, INIT_SCHEMES, KL_FITS, METHODS, MODELS
 from .records import CHECKPOINT, upgrade_config
 from .trainer import LOSS_SCALES, LR_SCHEDULES
 
@@ -42,6 +42,7 @@ class Data:
     preprocess: str = MISSING
     train_size: Optional[int] = None
     val_size: int = MISSING
+    labels: str = MISSING          # original | random (data.LABELS)
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Method:
     train_clip: bool = MISSING
     clip_noise: Optional[str] = None
     log_alpha_clip: float = MISSING
+    kl_fit: str = MISSING          # eq14 | march2017 (models.KL_FITS)
 
 
 @dataclass
@@ -66,6 +68,7 @@ class Optim:  # Adam (the authors' optimizer; the only one)
     lr: float = MISSING
     schedule: str = MISSING
     weight_decay: float = MISSING
+    log_sigma2_lr_scale: float = MISSING
 
 
 @dataclass
@@ -183,17 +186,24 @@ def validate(cfg: dict) -> Config:
          f"method.log_alpha_clip={m.log_alpha_clip} must be a number in (0, {MAX_LOG_ALPHA_CLIP}], e.g. the authors' 8.0")
     need(m.threshold <= m.log_alpha_clip, f"method.threshold={m.threshold} must not exceed "
                                           f"method.log_alpha_clip={m.log_alpha_clip}, or no weight is ever pruned")
+    need(m.kl_fit in KL_FITS, f"method.kl_fit={m.kl_fit!r}; use method.kl_fit={'|'.join(KL_FITS)}")
+    need(m.kl_fit == "eq14" or m.name == "sparsevd",
+         f"method.kl_fit={m.kl_fit} is a fit of the log-uniform prior's KL; use it with method=sparsevd")
+    need(d.labels in LABELS, f"data.labels={d.labels!r}; use data.labels={'|'.join(LABELS)}")
     need(m.clip_noise in list(CLIP_NOISE), f"method.clip_noise={m.clip_noise!r} must be null, conv or all")
     need(m.clip_noise is None or m.train_clip or m.name == "dense",
          f"method.clip_noise={m.clip_noise} acts on weights pruned during training; add method.train_clip=true")
     need(finite(o.lr) and o.lr > 0, f"optim.lr={o.lr} must be finite and > 0")
     need(o.schedule in LR_SCHEDULES, f"optim.schedule must be one of {'|'.join(LR_SCHEDULES)}")
     need(finite(o.weight_decay) and o.weight_decay >= 0, f"optim.weight_decay={o.weight_decay} must be a finite number >= 0")
+    need(finite(o.log_sigma2_lr_scale) and o.log_sigma2_lr_scale > 0,
+         f"optim.log_sigma2_lr_scale={o.log_sigma2_lr_scale} must be finite and > 0, e.g. 1.0")
     need(not o.weight_decay or m.name == "dense",
          f"optim.weight_decay={o.weight_decay} is for dense baselines; method={m.name} is regularised by its KL term")
     need(finite(kl.max) and kl.max >= 0, f"kl.max={kl.max} must be finite and >= 0")
-    need(is_int(kl.start) and kl.start >= 0 and is_int(kl.warmup) and kl.warmup >= 0,
-         "kl.start and kl.warmup must be whole numbers of epochs >= 0")
+    need(is_int(kl.warmup) and kl.warmup >= 0, "kl.warmup must be a whole number of epochs >= 0")
+    need(is_int(kl.start) and kl.start >= -kl.warmup,
+         f"kl.start={kl.start} must be a whole number of epochs >= -kl.warmup ({-kl.warmup})")
     need(c.loss.scale in LOSS_SCALES, f"loss.scale must be one of {'|'.join(LOSS_SCALES)}")
     need(d.preprocess in PREPROCESSING, f"data.preprocess must be one of {'|'.join(PREPROCESSING)}")
     need(c.model.init in INIT_SCHEMES, f"model.init={c.model.init!r} must be one of {'|'.join(INIT_SCHEMES)}")

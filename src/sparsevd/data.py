@@ -23,6 +23,11 @@ RAW_FILES = {
     "t10k-labels-idx1-ubyte": 8 + NUM_TEST,
 }
 PREPROCESSING = ("authors", "standard")
+# data.labels: the dataset's own labels, or (Zhang et al. 2017; Sec. 5 of the paper) every training and
+# validation label replaced by a class drawn uniformly from a generator seeded with RANDOM_LABELS_SEED,
+# the same for every run seed. Test labels are never replaced.
+LABELS = ("original", "random")
+RANDOM_LABELS_SEED = 20170310
 ENV_VAR = "SPARSEVD_DATA"
 
 
@@ -94,7 +99,13 @@ def _check_sizes(train_size, val_size) -> None:
         raise DataError(f"data.train_size={train_size} is out of range; use 1..{NUM_TRAIN - val_size} or null for all")
 
 
-def _raw_sets(name: str, root, train_size, val_size):
+def random_labels(n: int = NUM_TRAIN, classes: int = 10) -> torch.Tensor:
+    """The fixed random labels of the ``n`` training images (``data.labels=random``), one per image
+    in file order, so each image keeps its label whatever the seed, ``val_size`` or ``train_size``."""
+    return torch.randint(classes, (n,), generator=torch.Generator().manual_seed(RANDOM_LABELS_SEED))
+
+
+def _raw_sets(name: str, root, train_size, val_size, labels: str = "original"):
     """(train, val, test) as (uint8 images, labels) pairs, split as load_dataset documents."""
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose data=mnist or data=fashion_mnist")
@@ -102,11 +113,14 @@ def _raw_sets(name: str, root, train_size, val_size):
     root = data_root(root)
     check_raw_files(root, name)
     train, test = _torchvision_set(root, name, True), _torchvision_set(root, name, False)
+    if labels not in LABELS:
+        raise DataError(f"unknown data.labels {labels!r}; choose one of {', '.join(LABELS)}")
+    targets = random_labels(len(train.targets)) if labels == "random" else train.targets
     cut = NUM_TRAIN - val_size
-    x_train, y_train = train.data[:cut], train.targets[:cut]
+    x_train, y_train = train.data[:cut], targets[:cut]
     if train_size is not None:
         x_train, y_train = x_train[:train_size], y_train[:train_size]
-    return (x_train, y_train), (train.data[cut:], train.targets[cut:]), (test.data, test.targets)
+    return (x_train, y_train), (train.data[cut:], targets[cut:]), (test.data, test.targets)
 
 
 def _mean_image(x_train_uint8: torch.Tensor) -> torch.Tensor:
@@ -114,16 +128,18 @@ def _mean_image(x_train_uint8: torch.Tensor) -> torch.Tensor:
 
 
 def load_dataset(name: str, root: str | os.PathLike = "data", preprocessing: str = "authors",
-                 train_size: int | None = None, device: str | torch.device = "cpu", val_size: int = 0) -> Dataset:
+                 train_size: int | None = None, device: str | torch.device = "cpu", val_size: int = 0,
+                 labels: str = "original") -> Dataset:
     """Load a whole dataset as float tensors (N, 1, 28, 28) on ``device``.
 
     ``val_size`` holds out the last that many of the 60,000 training images as a validation set (a
     fixed split, the same for every seed); ``train_size`` then takes the first N of the rest. The
-    authors' mean image is taken over the training images actually trained on.
+    authors' mean image is taken over the training images actually trained on. ``labels="random"``
+    replaces the training and validation labels by :func:`random_labels`; the test labels stay.
     """
     if preprocessing not in PREPROCESSING:
         raise DataError(f"unknown data.preprocess {preprocessing!r}; choose one of {PREPROCESSING}")
-    (x_train, y_train), (x_val, y_val), (x_test, y_test) = _raw_sets(name, root, train_size, val_size)
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = _raw_sets(name, root, train_size, val_size, labels)
     mean_image = _mean_image(x_train)
     return Dataset(
         x_train=preprocess(x_train, preprocessing, mean_image).to(device),

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
 METHODS = ("dense", "sparsevd", "ard")
 PRIOR_OF_METHOD = {"sparsevd": "log_uniform", "ard": "ard"}
+# method.kl_fit -> the prior a sparsevd layer computes its KL with: the paper's Eq. 14, or the fit of
+# the authors' first code release (nn.kl_march2017), whose pruned weights get a constant KL.
+KL_FITS = {"eq14": "log_uniform", "march2017": "log_uniform_march2017"}
 MODELS: dict[str, type[nn.Module]] = {}
 
 
@@ -43,6 +46,7 @@ class LayerFactory:
     train_clip: bool = False
     clip_noise: str | None = None   # None, "conv" (the authors' layers) or "all": see CLIP_NOISE
     log_alpha_clip: float = LOG_ALPHA_CLIP
+    kl_fit: str = "eq14"            # sparsevd only: see KL_FITS
 
     @property
     def sparse(self) -> bool:
@@ -50,7 +54,8 @@ class LayerFactory:
 
     def _svdo_kwargs(self, kind: str) -> dict:
         return dict(threshold=self.threshold, log_sigma2_init=self.log_sigma2_init, train_clip=self.train_clip,
-                    prior=PRIOR_OF_METHOD[self.method], clip_noise=kind in CLIP_NOISE[self.clip_noise],
+                    prior=KL_FITS[self.kl_fit] if self.method == "sparsevd" else PRIOR_OF_METHOD[self.method],
+                    clip_noise=kind in CLIP_NOISE[self.clip_noise],
                     log_alpha_clip=self.log_alpha_clip)
 
     def linear(self, in_features: int, out_features: int) -> nn.Module:
@@ -149,6 +154,8 @@ def build_model(name: str, method: str = "sparsevd", *, init: str = "torch", ini
         raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
     if layer_options.get("clip_noise") not in CLIP_NOISE:
         raise ValueError(f"clip_noise must be one of {list(CLIP_NOISE)}, got {layer_options['clip_noise']!r}")
+    if layer_options.get("kl_fit", "eq14") not in KL_FITS:
+        raise ValueError(f"kl_fit must be one of {list(KL_FITS)}, got {layer_options['kl_fit']!r}")
     model = MODELS[name](LayerFactory(method, **layer_options))
     init_weights(model, init, init_std)
     return model

@@ -14,7 +14,8 @@ from torch import nn
 
 from . import kernels
 
-__all__ = ["LinearSVDO", "Conv2dSVDO", "SVDOLayer", "kl_log_uniform", "kl_ard", "LOG_ALPHA_CLIP", "PRIORS"]
+__all__ = ["LinearSVDO", "Conv2dSVDO", "SVDOLayer", "kl_log_uniform", "kl_march2017", "kl_ard", "LOG_ALPHA_CLIP",
+           "PRIORS"]
 
 LOG_ALPHA_CLIP = 8.0  # the authors' clip; method.log_alpha_clip overrides it per run
 # Eq. 14 of the paper: sigmoid + softplus fit of -KL(q || log-uniform) up to a constant.
@@ -32,6 +33,20 @@ def kl_log_uniform(log_alpha: torch.Tensor) -> torch.Tensor:
     return -neg_kl
 
 
+def kl_march2017(log_alpha: torch.Tensor, pruned: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-weight KL(q || log-uniform) as the authors' first code release fits it (their repository's
+    upload of 2017-03-10, before the camera-ready's Eq. 14):
+
+        KL ~= 0.5 log1p(1/alpha) - (0.03 + 0.64 sigmoid(1.5 (log_alpha + 1.3))),
+
+    which tends to -0.67 as alpha -> infinity. Where ``pruned`` is true (in that code: ``train_clip``
+    and log alpha >= the threshold) the KL is the constant -0.67, so a pruned weight gets no KL
+    gradient and only the data term moves its theta.
+    """
+    kl = 0.5 * F.softplus(-log_alpha) - (kernels.M0 + kernels.M1 * torch.sigmoid(kernels.M2 * (log_alpha + kernels.M3)))
+    return kl if pruned is None else torch.where(pruned, torch.full_like(kl, kernels.M_PRUNED), kl)
+
+
 def kl_ard(log_alpha: torch.Tensor) -> torch.Tensor:
     """Per-weight KL to the empirical-Bayes prior N(0, lambda) at its optimum lambda = theta^2 + sigma^2.
 
@@ -41,7 +56,7 @@ def kl_ard(log_alpha: torch.Tensor) -> torch.Tensor:
     return 0.5 * F.softplus(-log_alpha)
 
 
-PRIORS = ("log_uniform", "ard")
+PRIORS = ("log_uniform", "log_uniform_march2017", "ard")
 
 
 class _WeightNoise(torch.autograd.Function):
@@ -55,7 +70,7 @@ class _WeightNoise(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, theta, log_sigma2, prior: str, clip: float, threshold: float = math.inf):
-        out = kernels.forward(theta, log_sigma2, prior == "log_uniform", clip, threshold)
+        out = kernels.forward(theta, log_sigma2, prior, clip, threshold)
         var_weight, kl, mean_weight, keep, inv, alpha, slope, inside = out
         ctx.save_for_backward(theta, keep, inv, alpha, var_weight, slope, inside)
         ctx.mark_non_differentiable(keep)
@@ -117,7 +132,7 @@ class SVDOLayer(nn.Module):
         return below(self.log_alpha if log_alpha is None else log_alpha, self.threshold)
 
     def kl(self) -> torch.Tensor:
-        """Summed KL of this layer under its prior (Eq. 14 or ARD).
+        """Summed KL of this layer under its prior (Eq. 14, the March-2017 fit or ARD).
 
         A training forward computes it in the same fused pass as the noise and leaves it here; it
         is used once, and only while the parameters are unchanged since that forward.
@@ -126,7 +141,8 @@ class SVDOLayer(nn.Module):
         if cache is not None and cache[1] == (self.weight._version, self.log_sigma2._version,
                                               torch.is_grad_enabled()):
             return cache[0]
-        return _WeightNoise.apply(self.weight, self.log_sigma2, self.prior, self.log_alpha_clip)[1]
+        threshold = self.threshold if self.train_clip else math.inf  # the March-2017 fit's pruned constant
+        return _WeightNoise.apply(self.weight, self.log_sigma2, self.prior, self.log_alpha_clip, threshold)[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:

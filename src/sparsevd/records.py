@@ -161,7 +161,8 @@ def read_checkpoint(path: Path) -> tuple[dict, str]:
 # The one migration step for configs of older records: options added since, with the value that
 # reproduces those records, and options whose null once stood for a value.
 ADDED_OPTIONS = {"data.val_size": 0, "method.clip_noise": None, "model.init_from": None, "optim.weight_decay": 0.0,
-                 "method.log_alpha_clip": 8.0, "trainer.compile": False}
+                 "method.log_alpha_clip": 8.0, "trainer.compile": False,
+                 "method.kl_fit": "eq14", "data.labels": "original", "optim.log_sigma2_lr_scale": 1.0}
 NULL_MEANT = {"method.log_alpha_clip": 8.0, "optim.weight_decay": 0.0}
 REMOVED_OPTIONS = ("optim.name",)  # it only ever said adam
 

@@ -40,7 +40,7 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
     env = environment(device)  # at start: the code that runs is the code this SHA names
     seed_everything(seed)
     d = c.data
-    data = load_dataset(d.name, d.root, d.preprocess, d.train_size, device, d.val_size)
+    data = load_dataset(d.name, d.root, d.preprocess, d.train_size, device, d.val_size, d.labels)
     model = build_from_config(c).to(device)
     init_info = (init_means(model, c.model.name, Path(c.model.init_from))
                  if c.model.init_from and not resume else None)
