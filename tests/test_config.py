@@ -70,6 +70,11 @@ def test_experiment_rows_carry_the_authors_recipe():
     ("method.log_alpha_clip=0", "method.log_alpha_clip=0.0 must be a number in (0, 20.0]"),
     ("method.log_alpha_clip=2", "method.threshold=3.0 must not exceed method.log_alpha_clip=2"),
     ("method.log_alpha_clip=1e9", "method.log_alpha_clip=1000000000.0 must be a number"),
+    ("data.labels=shuffled", "data.labels='shuffled'; use data.labels=original|random"),
+    ("method.kl_fit=2018", "method.kl_fit='2018'; use method.kl_fit=eq14|march2017"),
+    ("method=ard method.kl_fit=march2017", "is a fit of the log-uniform prior's KL; use it with method=sparsevd"),
+    ("optim.log_sigma2_lr_scale=0", "optim.log_sigma2_lr_scale=0.0 must be finite and > 0"),
+    ("kl.start=-3 kl.warmup=2", "kl.start=-3 must be a whole number of epochs >= -kl.warmup (-2)"),
 ])
 def test_bad_values_are_rejected(override, needle):
     with pytest.raises(ConfigError, match=re.escape(needle)):
@@ -102,10 +107,12 @@ def test_the_yaml_holds_real_values_and_the_code_takes_them_typed():
 def test_older_records_migrate_in_one_step():
     old = composed()
     old["method"]["log_alpha_clip"], old["optim"]["weight_decay"] = None, None   # null once meant 8 and 0
-    del old["data"]["val_size"], old["trainer"]["compile"], old["model"]["init_from"]
+    del old["data"]["val_size"], old["trainer"]["compile"], old["model"]["init_from"], old["data"]["labels"]
+    del old["method"]["kl_fit"], old["optim"]["log_sigma2_lr_scale"]
     old["optim"]["name"] = "adam"   # a key that said nothing, since removed
     c = validate(old)
     assert (c.method.log_alpha_clip, c.optim.weight_decay, c.data.val_size, c.model.init_from) == (8.0, 0.0, 0, None)
+    assert (c.data.labels, c.method.kl_fit, c.optim.log_sigma2_lr_scale) == ("original", "eq14", 1.0)
     assert upgrade_config(old) == upgrade_config(upgrade_config(old))
 
 

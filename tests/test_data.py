@@ -3,7 +3,7 @@ import shutil
 import pytest
 import torch
 
-from sparsevd.data import RAW_FILES, DataError, data_root, load_dataset
+from sparsevd.data import RAW_FILES, DataError, data_root, load_dataset, random_labels
 
 
 def test_env_var_overrides_configured_root(monkeypatch, tmp_path):
@@ -52,3 +52,27 @@ def test_truncated_file_is_caught(data_root, tmp_path, monkeypatch):
 def test_train_size_out_of_range(size):
     with pytest.raises(DataError, match="train_size"):
         load_dataset("mnist", "data", train_size=size)
+
+
+def test_random_labels_are_fixed_and_leave_the_test_labels_alone(data_root, monkeypatch):
+    monkeypatch.setenv("SPARSEVD_DATA", str(data_root))
+    true = load_dataset("mnist", "ignored", val_size=1000)
+    torch.manual_seed(1)  # the run's seed must not change the draw
+    a = load_dataset("mnist", "ignored", val_size=1000, labels="random")
+    torch.manual_seed(2)
+    b = load_dataset("mnist", "ignored", train_size=500, val_size=2000, labels="random")
+    assert torch.equal(a.y_test, true.y_test) and torch.equal(a.x_train, true.x_train)
+    assert torch.equal(a.y_train[:500], b.y_train)  # each image keeps its label whatever the split
+    assert torch.equal(torch.cat([a.y_train, a.y_val]), random_labels())
+    assert torch.equal(b.y_val, random_labels()[-2000:])
+    agree = (a.y_train == true.y_train).float().mean().item()
+    assert 0.08 < agree < 0.12  # unrelated to the real labels: chance is 1 in 10
+    counts = torch.bincount(a.y_train, minlength=10)
+    assert counts.min() > 0.09 * len(a.y_train) and counts.max() < 0.11 * len(a.y_train)
+
+
+def test_unknown_labels_option_fails_with_one_clear_line(data_root, monkeypatch):
+    monkeypatch.setenv("SPARSEVD_DATA", str(data_root))
+    with pytest.raises(DataError, match=r"unknown data.labels 'shuffled'; choose one of original, random") as err:
+        load_dataset("mnist", "ignored", labels="shuffled")
+    assert "\n" not in str(err.value)

@@ -15,9 +15,9 @@ def compiled():
     kernels.use_compiled(False)
 
 
-def step_grads(method, train_clip):
+def step_grads(method, train_clip, kl_fit="eq14"):
     torch.manual_seed(0)
-    model = build_model("lenet5", method, log_alpha_clip=8.0, train_clip=train_clip).train()
+    model = build_model("lenet5", method, log_alpha_clip=8.0, train_clip=train_clip, kl_fit=kl_fit).train()
     with torch.no_grad():
         for layer in model.modules():
             if hasattr(layer, "log_sigma2"):  # spread log alpha over the clip and beyond it
@@ -29,11 +29,12 @@ def step_grads(method, train_clip):
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
-@pytest.mark.parametrize("method,train_clip", [("sparsevd", True), ("sparsevd", False), ("ard", True)])
-def test_compiled_and_eager_paths_agree(method, train_clip, compiled):
-    loss_c, grads_c = step_grads(method, train_clip)
+@pytest.mark.parametrize("method,train_clip,kl_fit", [("sparsevd", True, "eq14"), ("sparsevd", False, "eq14"),
+                                                     ("ard", True, "eq14"), ("sparsevd", True, "march2017")])
+def test_compiled_and_eager_paths_agree(method, train_clip, kl_fit, compiled):
+    loss_c, grads_c = step_grads(method, train_clip, kl_fit)
     kernels.use_compiled(False)
-    loss_e, grads_e = step_grads(method, train_clip)
+    loss_e, grads_e = step_grads(method, train_clip, kl_fit)
     torch.testing.assert_close(loss_c, loss_e, rtol=1e-6, atol=0)
     for name, want in grads_e.items():  # float32 rounding, relative to the gradient's scale (~1e9 here)
         torch.testing.assert_close(grads_c[name], want, rtol=1e-4, atol=1e-6 * float(want.abs().max()), msg=name)

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sparsevd.nn import Conv2dSVDO, LinearSVDO, _WeightNoise, kl_ard, kl_log_uniform
+from sparsevd.nn import Conv2dSVDO, LinearSVDO, _WeightNoise, kl_ard, kl_log_uniform, kl_march2017
 
 K1, K2, K3 = 0.63576, 1.87320, 1.48695
 
@@ -237,13 +237,18 @@ def test_parameters_and_shapes_match_torch_layers():
 def _reference_weight_noise(theta, log_sigma2, prior, clip, threshold):
     """The textbook formulas, differentiated by autograd."""
     log_alpha = torch.clamp(log_sigma2 - torch.log(theta * theta + 1e-8), -clip, clip)
-    kl = kl_log_uniform(log_alpha) if prior == "log_uniform" else kl_ard(log_alpha)
     keep = (log_alpha < threshold).to(theta.dtype)
+    if prior == "log_uniform_march2017":
+        kl = kl_march2017(log_alpha, pruned=keep == 0)
+    else:
+        kl = kl_log_uniform(log_alpha) if prior == "log_uniform" else kl_ard(log_alpha)
     return torch.exp(log_alpha) * theta * theta, kl.sum(), theta * keep, keep
 
 
 @pytest.mark.parametrize("prior,clip,threshold", [("log_uniform", 8.0, 3.0), ("ard", 8.0, 3.0),
-                                                  ("log_uniform", 10.0, -1.0), ("ard", 8.0, float("inf"))])
+                                                  ("log_uniform", 10.0, -1.0), ("ard", 8.0, float("inf")),
+                                                  ("log_uniform_march2017", 8.0, 3.0),
+                                                  ("log_uniform_march2017", 8.0, float("inf"))])
 def test_fused_weight_noise_matches_autograd_of_the_formulas(prior, clip, threshold):
     g = torch.Generator().manual_seed(0)
     theta = (torch.randn(40, 30, generator=g, dtype=torch.float64) * 0.3).requires_grad_()
@@ -286,3 +291,38 @@ def test_cached_kl_from_a_no_grad_forward_is_not_used_for_a_loss():
     assert kl.requires_grad
     kl.backward()
     assert layer.log_sigma2.grad is not None and layer.log_sigma2.grad.abs().sum() > 0
+
+
+def test_march2017_kl_is_the_first_releases_formula():
+    """0.5 log1p(1/alpha) - (0.03 + 0.64 sigmoid(1.5 (log alpha + 1.3))), written out by hand."""
+    for la in (-8.0, -2.0, -1.3, 0.0, 2.9, 3.0, 8.0):
+        a = math.exp(la)
+        want = 0.5 * math.log1p(1 / a) - (0.03 + 0.64 / (1 + math.exp(-1.5 * (la + 1.3))))
+        assert kl_march2017(torch.tensor(la, dtype=torch.float64)).item() == pytest.approx(want, abs=1e-12)
+    pruned = kl_march2017(torch.tensor([0.0, 5.0]), pruned=torch.tensor([False, True]))
+    assert pruned[1].item() == pytest.approx(-0.67) and pruned[0].item() == pytest.approx(kl_march2017(torch.tensor(0.0)).item())
+    # away from pruning it is Eq. 14 shifted by about -0.67 (Eq. 14 is 0 at alpha -> infinity), give or take 0.006
+    la = torch.linspace(-8, 8, 1601)
+    gap = kl_march2017(la) - kl_log_uniform(la)
+    assert abs(float(gap.mean()) + 0.67) < 0.01 and 0.005 < float(gap.max() - gap.min()) < 0.02
+
+
+@pytest.mark.parametrize("train_clip", [True, False])
+def test_march2017_kl_gives_pruned_weights_no_gradient_only_under_train_clip(train_clip):
+    layer = LinearSVDO(30, 20, train_clip=train_clip, prior="log_uniform_march2017")
+    with torch.no_grad():
+        layer.log_sigma2.copy_(torch.log(layer.weight ** 2) + torch.linspace(-6, 6, 600).view(20, 30))
+    pruned = layer.log_alpha >= 3.0
+    assert 0 < int(pruned.sum()) < pruned.numel()
+    layer.train()
+    layer(torch.randn(4, 30))
+    kl = layer.kl()
+    gt, gs = torch.autograd.grad(kl, (layer.weight, layer.log_sigma2))
+    la = layer.log_alpha.detach()
+    want = kl_march2017(la, pruned=pruned if train_clip else None).sum()
+    torch.testing.assert_close(kl, want)
+    if train_clip:
+        assert (gs[pruned] == 0).all() and (gt[pruned] == 0).all()
+    else:
+        assert (gs[pruned] != 0).all()
+    assert (gs[~pruned] != 0).all()

@@ -127,3 +127,53 @@ def test_weight_decay_is_l2_on_the_gradient_and_off_by_default():
     # where g is as small as Adam's eps.
     big = before.abs() > 1e-3
     torch.testing.assert_close(after[big], (before - 1e-2 * before.sign())[big], atol=2e-6, rtol=0)
+
+
+def test_a_ramp_started_before_epoch_0_is_the_talks_beta():
+    """The talk raises beta by 0.02 before each epoch: beta = min(0.02 k, 1) in the k-th epoch."""
+    got = [KLSchedule(-1, 50)(e) for e in range(60)]
+    assert got == pytest.approx([min(0.02 * (e + 1), 1.0) for e in range(60)])
+
+
+def test_log_sigma2_lr_scale_moves_only_log_sigma2_faster():
+    from sparsevd.trainer import make_optimizer
+
+    def one_step(scale):
+        torch.manual_seed(0)
+        model = build_model("lenet300", "sparsevd")
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        opt = make_optimizer(model, 1e-3, log_sigma2_lr_scale=scale)
+        sum((p * 1.0).sum() for p in model.parameters()).backward()  # gradient 1 everywhere
+        opt.step()
+        return {n: (before[n] - p.detach()) for n, p in model.named_parameters()}
+
+    one, two = one_step(1.0), one_step(2.0)
+    for name in one:  # Adam's first step is lr * sign(g): 1e-3, and 2e-3 for log sigma^2 at scale 2
+        want = 2e-3 if name.endswith("log_sigma2") else 1e-3
+        torch.testing.assert_close(two[name], torch.full_like(two[name], want), rtol=0, atol=2e-6)  # float32 at -10
+        torch.testing.assert_close(one[name], torch.full_like(one[name], 1e-3), rtol=0, atol=2e-6)
+
+
+def test_fit_keeps_the_lr_scale_of_log_sigma2_over_epochs(tmp_path):
+    cfg = run_config("trainer.epochs=2", "trainer.batch_size=50", "trainer.progress=false", "optim.schedule=linear",
+                     "kl.start=0", "optim.log_sigma2_lr_scale=2.0")
+    seen = []
+    fit(build_model("lenet300", "sparsevd"), tiny_data(), cfg, tmp_path, on_eval=lambda row: seen.append(row["lr"]))
+    groups = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["optimizer"]["param_groups"]
+    assert [g["lr_scale"] for g in groups] == [1.0, 2.0] and groups[1]["lr"] == pytest.approx(2 * groups[0]["lr"])
+    assert seen == pytest.approx([1e-3, 5e-4])
+
+
+def test_history_counts_weights_crossing_the_threshold(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("lenet300", "sparsevd")
+    masks = []
+    fit(model, tiny_data(), tiny_train_config(4), tmp_path,
+        on_eval=lambda row: masks.append(([layer.mask().bool() for layer in (model.fc1, model.fc2, model.fc3)], row)))
+    assert "revived" not in masks[0][1]  # nothing to compare the first evaluation with
+    flips = 0
+    for (before, _), (now, row) in zip(masks, masks[1:]):
+        assert row["revived"] == sum(int((n & ~b).sum()) for n, b in zip(now, before))
+        assert row["newly_pruned"] == sum(int((b & ~n).sum()) for n, b in zip(now, before))
+        flips += row["revived"] + row["newly_pruned"]
+    assert flips > 0
