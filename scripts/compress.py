@@ -1,22 +1,26 @@
-"""Bytes and threshold trade-off of every sparse record that holds weights, measured on the test set.
+"""Bytes and threshold trade-off of the sparse records that hold weights, measured on the test set.
 
     python scripts/compress.py        # writes results/compression.{md,csv}, results/threshold.csv,
-                                      # results/figures/threshold_<net>.png and the README's bytes block
+                                      # results/figures/threshold_<net>.png, pareto_<net>.png,
+                                      # search_<net>.png and the README's bytes block
                                       # (there: each MNIST row's first seed with weights)
 
-For each record: the exported file stage by stage (pruning only; + index coding; + value
-quantization, the default export), and the test error and compression at thresholds on log alpha
-from -1 to the clip in steps of 0.5, without retraining.
+For each record of the sparse Table 1 rows: the exported file stage by stage (pruning only; + index
+coding; + value quantization, the default export). For every sparse record with weights, rows and
+variants alike: the test error (and, with a validation split, the validation error) and compression
+at thresholds on log alpha from -1 to the clip in steps of 0.5, without retraining. The Pareto figures
+put those curves beside the paper's Table 1.
 """
 import argparse
 import sys
 from pathlib import Path
 
 from sparsevd.deploy import (BYTES_END, BYTES_START, bytes_verdicts, readme_rows, records_with_weights, render_bytes,
-                             render_csv, stage_table, threshold_note, threshold_sweep)
+                             render_csv, sparse_records_with_weights, stage_table, threshold_note, threshold_sweep)
 from sparsevd.figures import threshold_curves
+from sparsevd.pareto import make_pareto
 from sparsevd.records import atomic_write_text
-from sparsevd.report import update_readme
+from sparsevd.report import load_paper, update_readme
 
 
 def main(argv=None) -> int:
@@ -24,6 +28,7 @@ def main(argv=None) -> int:
     p.add_argument("--runs", type=Path, default=Path("results/runs"))
     p.add_argument("--out", type=Path, default=Path("results"))
     p.add_argument("--readme", default="README.md", help="README whose bytes block to rewrite ('' to skip)")
+    p.add_argument("--paper", type=Path, default=Path("results/paper.yaml"))
     args = p.parse_args(argv)
     folders = records_with_weights(args.runs)
     if not folders:
@@ -32,20 +37,27 @@ def main(argv=None) -> int:
         return 2
     table, sweep, by_net = [], [], {}
     for folder in folders:
+        print(f"{folder.parent.name} seed {folder.name[4:]}: export stages ...", file=sys.stderr, flush=True)
+        table += [{"row": folder.parent.name, "seed": int(folder.name[4:]), **r} for r in stage_table(folder)]
+    for folder in sparse_records_with_weights(args.runs):
         row, seed = folder.parent.name, int(folder.name[4:])
-        print(f"{row} seed {seed} ...", file=sys.stderr, flush=True)
-        table += [{"row": row, "seed": seed, **r} for r in stage_table(folder)]
+        print(f"{row} seed {seed}: threshold sweep ...", file=sys.stderr, flush=True)
         rows, cfg = threshold_sweep(folder)
-        sweep += [{"row": row, "seed": seed, **r} for r in rows]
-        by_net.setdefault(f"{cfg['data']['name']}_{cfg['model']['name']}", {})[f"{row} seed {seed}"] = rows
+        where = {"model": cfg["model"]["name"], "dataset": cfg["data"]["name"],
+                 "labels": cfg["data"].get("labels", "original")}
+        sweep += [{"row": row, "seed": seed, **where, **r} for r in rows]
+        if folder in folders:  # the per-record threshold figures keep to the Table 1 rows
+            by_net.setdefault(f"{cfg['data']['name']}_{cfg['model']['name']}", {})[f"{row} seed {seed}"] = rows
     md = render_bytes(table)
     atomic_write_text(args.out / "compression.md", md)
     atomic_write_text(args.out / "compression.csv", render_csv(table))
     atomic_write_text(args.out / "threshold.csv", render_csv(sweep))
     for net, sweeps in by_net.items():
         threshold_curves(sweeps, args.out / "figures", net.removeprefix("mnist_"))
+    make_pareto(sweep, args.runs, load_paper(args.paper), args.out / "figures")
+    rows_only = [r for r in sweep if any(r["row"] == f.parent.name for f in folders)]
     block = (f"{render_bytes(readme_rows(table))}\n{bytes_verdicts(table)} At threshold 3 against the rest of the "
-             f"sweep:\n\n{threshold_note(readme_rows(sweep))}\n")
+             f"sweep:\n\n{threshold_note(readme_rows(rows_only))}\n")
     if args.readme and not update_readme(Path(args.readme), block, BYTES_START, BYTES_END):
         print(f"note: {args.readme} has no {BYTES_START} markers; README not updated", file=sys.stderr)
     print(md)

@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     rows = write_report(records, load_paper(args.paper), args.out,
                         readme=Path(args.readme) if args.readme else None,
                         warn=lambda m: print(m, file=sys.stderr))
-    figures = make_all(rows, args.out / "figures") if args.source == "files" else []
+    figures = make_all(rows, args.out / "figures", records) if args.source == "files" else []
     print((args.out / "table.md").read_text())
     if args.compare:
         warn = lambda m: print(m, file=sys.stderr)  # noqa: E731

@@ -11,7 +11,7 @@ import torch
 from .compressed import load
 from .data import raw_input
 from .export import LOSSLESS, STAGES, ExportOptions, export
-from .metrics import evaluate
+from .metrics import evaluate, test_error
 from .models import svdo_layers, weighted_layers
 from .weights import load_record
 
@@ -60,7 +60,8 @@ def thresholds(clip: float, start: float = -1.0, step: float = 0.5) -> list[floa
 @torch.no_grad()
 def threshold_sweep(folder: Path, at: list[float] | None = None) -> tuple[list[dict], dict]:
     """Test error, compression and sparsity at thresholds from -1 up to the clip, in steps of 0.5
-    (or at the thresholds ``at``), from one trained record; returns the rows and the record's config."""
+    (or at the thresholds ``at``), from one trained record; returns the rows and the record's config.
+    A record trained with a validation split (``data.val_size``) gets its ``val_error`` too."""
     from .data import load_dataset
 
     model, cfg = load_record(folder)
@@ -68,13 +69,15 @@ def threshold_sweep(folder: Path, at: list[float] | None = None) -> tuple[list[d
     if not layers:
         raise ValueError(f"{folder}: a dense record has no log alpha to threshold")
     d = cfg["data"]
-    data = load_dataset(d["name"], d["root"], d["preprocess"], d.get("train_size"), "cpu", d.get("val_size", 0))
+    data = load_dataset(d["name"], d["root"], d["preprocess"], d.get("train_size"), "cpu", d.get("val_size", 0),
+                        d.get("labels", "original"))
     rows = []
     for t in thresholds(layers[0].log_alpha_clip) if at is None else at:
         for layer in layers:
             layer.threshold = t
         m = evaluate(model, data.x_test, data.y_test)
-        rows.append({"threshold": t, "test_error": m["test_error"], "compression": m["compression"],
+        val = {} if data.x_val is None else {"val_error": test_error(model, data.x_val, data.y_val)}
+        rows.append({"threshold": t, "test_error": m["test_error"], **val, "compression": m["compression"],
                      **{f"sparsity_{k}": v for k, v in m["sparsity"].items()}})
     return rows, cfg
 
@@ -95,6 +98,16 @@ def records_with_weights(runs_dir: Path, rows=ROWS, first_seed_only: bool = Fals
     found = [p.parent for row in rows for p in Path(runs_dir).glob(f"{row}/seed*/{WEIGHTS}")]
     found = sorted(found, key=lambda p: (rows.index(p.parent.name), int(p.name[4:])))
     return [p for i, p in enumerate(found) if i == 0 or p.parent != found[i - 1].parent] if first_seed_only else found
+
+
+def sparse_records_with_weights(runs_dir: Path) -> list[Path]:
+    """Every record folder under ``runs_dir`` (rows and variants) of a sparse method that holds weights."""
+    import yaml
+
+    from .weights import WEIGHTS
+    found = sorted(p.parent for p in Path(runs_dir).glob(f"*/seed*/{WEIGHTS}"))
+    sparse = [p for p in found if yaml.safe_load((p / "config.yaml").read_text())["method"]["name"] != "dense"]
+    return sorted(sparse, key=lambda p: (p.parent.name, int(p.name[4:])))
 
 
 def readme_rows(rows: list[dict]) -> list[dict]:

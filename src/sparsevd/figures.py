@@ -1,4 +1,5 @@
-"""Figures from the committed records: curves, sparsity bars, log-alpha histograms, input masks."""
+"""Figures from the committed records: curves, sparsity bars, log-alpha histograms, input masks,
+the random-label rows and the threshold curves."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,34 +28,90 @@ def _save(fig, path: Path) -> Path:
 
 
 SEED_STYLES = ("-", "--", ":", "-.")
-ERROR_TICKS = (0.5, 0.6, 0.8, 1, 1.5, 2, 3, 5, 10, 20, 50)
+ERROR_TICKS = (0.5, 0.6, 0.8, 1, 1.5, 2, 3, 5, 8, 10, 12, 15, 20, 50)
+
+
+METHOD_COLOURS = {"dense": "0.45", "sparsevd": "C0", "ard": "C1"}
+
+
+def _panel_key(key: str) -> tuple[str, str, str]:
+    """(dataset, net, method) of a Table 1 row key such as fashion_lenet5_ard."""
+    dataset = "Fashion-MNIST" if key.startswith("fashion_") else "MNIST"
+    net, method = key.removeprefix("fashion_").split("_", 1)
+    return dataset, {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5-Caffe"}.get(net, net), method
+
+
+def _mean_band(histories: list[list[dict]], metric: str):
+    """Epochs every seed has, the mean of ``metric`` over the seeds and its sample std (0 for one seed)."""
+    common = sorted(set.intersection(*({h["epoch"] for h in hist} for hist in histories)))
+    values = np.array([[next(h[metric] for h in hist if h["epoch"] == e) for e in common] for hist in histories])
+    std = values.std(0, ddof=1) if len(histories) > 1 else np.zeros(len(common))
+    return np.array(common), values.mean(0), std
 
 
 def curves(rows: list[Row], out: Path) -> Path | None:
-    """Test error and compression vs epoch: one colour per experiment, one line style per seed."""
+    """Test error (top) and compression (bottom) per epoch, a column per network x dataset, a colour per
+    method: the mean over seeds, with a band of ± one sample std where there are several."""
     rows = [r for r in rows if r.runs]
+    panels = sorted({_panel_key(r.key)[:2] for r in rows}, key=lambda p: (p[0] != "MNIST", p[1] != "LeNet-300-100"))
+    if not panels:
+        return None
+    fig, axes = plt.subplots(2, len(panels), figsize=(3.6 * len(panels), 6.0), squeeze=False, sharex=True)
+    for row in rows:
+        dataset, net, method = _panel_key(row.key)
+        col = panels.index((dataset, net))
+        hists = [read_jsonl(Path(run["record"]) / "metrics.jsonl") for run in row.runs
+                 if (Path(run["record"]) / "metrics.jsonl").exists()]
+        if not hists:
+            continue
+        for ax, metric in ((axes[0][col], "test_error"), (axes[1][col], "compression")):
+            x, mean, std = _mean_band(hists, metric)
+            colour = METHOD_COLOURS.get(method, "C2")
+            ax.plot(x, mean, color=colour, lw=1.3, label=f"{method} ({len(hists)} seed{'s' * (len(hists) > 1)})")
+            ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.25, lw=0)
+    for col, (dataset, net) in enumerate(panels):
+        top, bottom = axes[0][col], axes[1][col]
+        top.set_title(f"{net}, {dataset}", fontsize=10)
+        top.set_yscale("log")
+        lo, hi = top.get_ylim()
+        top.set_yticks([t for t in ERROR_TICKS if lo <= t <= hi])
+        top.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        top.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        bottom.set_yscale("log")
+        bottom.set_xlabel("epoch")
+        top.legend(fontsize=7, loc="upper right")
+        for ax in (top, bottom):
+            ax.grid(True, which="major", alpha=0.3)
+    axes[0][0].set_ylabel("test error % (log scale)")
+    axes[1][0].set_ylabel("compression × (log scale)")
+    fig.tight_layout()
+    return _save(fig, out / "curves.png")
+
+
+def random_labels(records: dict[str, list[dict]], out: Path) -> Path | None:
+    """The random-label rows: error on their own (random) training labels and on the true test labels,
+    and compression, per epoch; one colour per row, one line style per seed."""
+    rows = {k: v for k, v in sorted(records.items()) if v[0]["config"].get("data", {}).get("labels") == "random"}
     if not rows:
         return None
-    fig, (ax_err, ax_comp) = plt.subplots(1, 2, figsize=(12, 4.2))
-    for i, row in enumerate(rows):
-        for j, run in enumerate(row.runs):
-            path = Path(run["record"]) / "metrics.jsonl"
-            if not path.exists():
-                continue
-            hist = read_jsonl(path)
+    fig, (ax_err, ax_comp) = plt.subplots(1, 2, figsize=(11, 4.0))
+    for i, (key, finals) in enumerate(rows.items()):
+        for j, final in enumerate(sorted(finals, key=lambda f: f["seed"])):
+            hist = read_jsonl(Path(final["record"]) / "metrics.jsonl")
             epochs = [h["epoch"] for h in hist]
-            style = dict(color=f"C{i % 10}", ls=SEED_STYLES[j % len(SEED_STYLES)], lw=1,
-                         label=f"{row.key} seed {run['seed']}")
-            ax_err.plot(epochs, [h["test_error"] for h in hist], **style)
-            ax_comp.plot(epochs, [h["compression"] for h in hist], **style)
-    ax_err.set(xlabel="epoch", ylabel="test error % (log scale)", yscale="log", title="Test error")
-    ax_err.set_yticks([t for t in ERROR_TICKS if ax_err.get_ylim()[0] <= t <= ax_err.get_ylim()[1]])
-    ax_err.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-    ax_err.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            style = dict(color=f"C{i % 10}", ls=SEED_STYLES[j % len(SEED_STYLES)], lw=1.3)
+            ax_err.plot(epochs, [h["train_error"] for h in hist], label=f"{key} seed {final['seed']}: training (random labels)", **style)
+            ax_err.plot(epochs, [h["test_error"] for h in hist], alpha=0.5, label=f"{key} seed {final['seed']}: test", **{**style, "ls": ":"})
+            ax_comp.plot(epochs, [h["compression"] for h in hist], label=f"{key} seed {final['seed']}", **style)
+    ax_err.axhline(90.0, color="0.5", lw=0.8, ls="--")
+    ax_err.set(xlabel="epoch", ylabel="error %", title="Error (90 % = chance)", ylim=(-2, 100))
+    ax_err.legend(fontsize=7)
     ax_comp.set(xlabel="epoch", ylabel="compression × (log scale)", yscale="log",
                 title="Compression (weights / nonzero weights)")
-    ax_comp.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return _save(fig, out / "curves.png")
+    ax_comp.legend(fontsize=7)
+    ax_comp.grid(True, which="major", alpha=0.3)
+    ax_err.grid(True, alpha=0.3)
+    return _save(fig, out / "random_labels.png")
 
 
 def sparsity_bars(rows: list[Row], out: Path) -> Path | None:
@@ -123,8 +180,10 @@ def input_masks(rows: list[Row], out: Path) -> list[Path]:
     return made
 
 
-def make_all(rows: list[Row], out: Path) -> list[Path]:
-    made = [curves(rows, out), sparsity_bars(rows, out)]
+def make_all(rows: list[Row], out: Path, records: dict[str, list[dict]] | None = None) -> list[Path]:
+    """Every report figure: the Table 1 rows' curves, sparsity, log alpha and input masks, and (from
+    all ``records``) the random-label rows."""
+    made = [curves(rows, out), sparsity_bars(rows, out), random_labels(records or {}, out)]
     made += log_alpha_histograms(rows, out) + input_masks(rows, out)
     return [p for p in made if p is not None]
 
