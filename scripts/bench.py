@@ -15,13 +15,14 @@ from pathlib import Path
 
 import torch
 
-from sparsevd.bench import (N_TRAIN, cli_epoch_seconds, eval_seconds, keep_freed_memory, make_cases,
-                            matmul_peak_gflops, peak_memory_mib, profile_table, recipe_options, summarize,
-                            time_cases)
-from sparsevd import kernels
-from sparsevd.bench_inference import bench_inference
-from sparsevd.records import atomic_write_json, cpu_name, git_info
-from sparsevd.report import update_readme
+from sparsevd.bench.training import (N_TRAIN, cli_epoch_seconds, eval_seconds, make_cases, matmul_peak_gflops,
+                                     peak_memory_mib, profile_table, recipe_options, summarize, time_cases)
+from sparsevd.train.device import keep_freed_memory
+from sparsevd.core import kernels
+from sparsevd.bench.inference import bench_inference
+from sparsevd.io import atomic_write_json
+from sparsevd.records import cpu_name, git_info
+from sparsevd.report.tables import update_readme
 
 BENCH_START, BENCH_END = "<!-- bench:start -->", "<!-- bench:end -->"
 DEFAULT_OUT = Path("results/bench.json")
@@ -45,7 +46,7 @@ TARGETS = [  # (what, the measured value from the summary rows r and extras e, <
 DOCS = Path("docs/performance.md")  # holds the full table; the README a summary
 
 
-def main(argv=None) -> int:
+def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nets", default="lenet300,lenet5")
     p.add_argument("--steps-lenet300", type=int, default=100, help="steps per timed block")
@@ -70,7 +71,11 @@ def main(argv=None) -> int:
     p.add_argument("--compile", default="auto", choices=["auto", "true", "false"],
                    help="our layers' per-weight pass through torch.compile, as trainer.compile (default auto)")
     p.add_argument("--inference-repeats", type=int, default=7, help="timed blocks per inference case")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     default = args.out == DEFAULT_OUT
     readme = args.readme if args.readme is not None else "README.md" if default else ""
     docs = args.docs if args.docs is not None else str(DOCS) if default else ""
@@ -104,18 +109,8 @@ def main(argv=None) -> int:
         print(profile_table(case, 50))
         return 0
     steps = {"lenet300": args.steps_lenet300, "lenet5": args.steps_lenet5}
-    times = time_cases(cases, steps, args.repeats, device)
-    rows = summarize(times, nets, device)
-    extras = {"matmul_peak_gflops": matmul_peak_gflops(device)}
-    if "lenet300" in nets:
-        extras["eval_lenet300_s"] = eval_seconds(x[:10_000], y[:10_000], device)
-    if "lenet5" in nets:
-        extras["peak_memory_lenet5_sparsevd_mib"] = peak_memory_mib("lenet5", "sparsevd", str(device))
-    if args.cli_epochs >= 2:
-        extras["cli"] = cli_epochs(nets, args.cli_epochs, [f"device={device.type}", *args.cli_args], rows)
-    if not args.no_inference and device.type == "cpu":
-        inference = bench_inference(args.runs, nets, args.inference_repeats, warn=lambda m: print(m, file=sys.stderr))
-        extras["inference"] = {f"{r['net']}/{r['batch']}": r for r in inference}
+    rows = summarize(time_cases(cases, steps, args.repeats, device), nets, device)
+    extras = measure_extras(args, nets, x, y, device, rows)
     report = {
         "command": " ".join(["python scripts/bench.py", *(argv if argv is not None else sys.argv[1:])]),
         "machine": machine(device),
@@ -128,6 +123,21 @@ def main(argv=None) -> int:
     print(f"wrote {args.out}")
     render(report, readme, docs)
     return 0
+
+
+def measure_extras(args, nets, x, y, device, rows) -> dict:
+    """Everything beside the timed training steps: matmul peak, eval, memory, CLI epochs, inference."""
+    extras = {"matmul_peak_gflops": matmul_peak_gflops(device)}
+    if "lenet300" in nets:
+        extras["eval_lenet300_s"] = eval_seconds(x[:10_000], y[:10_000], device)
+    if "lenet5" in nets:
+        extras["peak_memory_lenet5_sparsevd_mib"] = peak_memory_mib("lenet5", "sparsevd", str(device))
+    if args.cli_epochs >= 2:
+        extras["cli"] = cli_epochs(nets, args.cli_epochs, [f"device={device.type}", *args.cli_args], rows)
+    if not args.no_inference and device.type == "cpu":
+        inference = bench_inference(args.runs, nets, args.inference_repeats, warn=lambda m: print(m, file=sys.stderr))
+        extras["inference"] = {f"{r['net']}/{r['batch']}": r for r in inference}
+    return extras
 
 
 def cli_epochs(nets, epochs: int, extra: list[str], rows: list[dict]) -> dict:
@@ -225,10 +235,22 @@ def _inference(report: dict) -> list[str]:
 
 
 def summary(report: dict) -> str:
-    """The README's block: the targets with their measured values, and the inference table."""
+    """The README's block: the targets with their measured values, and which records were timed."""
     lines = [_headline(report) + "; training epochs against the reference dense net, and inference of the "
              "exported files against the masked dense nets (full table: docs/performance.md):", ""]
-    return "\n".join(lines + _targets(report) + [""] + _inference(report)) + "\n"
+    return "\n".join(lines + _targets(report) + [""] + _timed_records(report)) + "\n"
+
+
+def _timed_records(report: dict) -> list[str]:
+    """Which records' exported files the inference timings are of, so a re-run record shows them stale."""
+    seen = {}
+    for r in report.get("inference", {}).values():
+        seen.setdefault(r["record"], r)
+    if not seen:
+        return []
+    return ["Inference timed on the default export of " + "; ".join(
+        f"`{rec}` ({r['file_bytes']:,} bytes, weights sha256 {r.get('weights_sha256', 'not recorded')[:12]})"
+        for rec, r in seen.items()) + "."]
 
 
 def markdown(report: dict) -> str:
@@ -252,7 +274,7 @@ def markdown(report: dict) -> str:
                   "epochs of `scripts/train.py`.", ""]
     if report.get("inference"):
         lines += ["Inference on CPU (`torch.inference_mode`), the masked dense net against its default export:", ""]
-    return "\n".join(lines + _inference(report) + _targets(report)) + "\n"
+    return "\n".join(lines + _inference(report) + _timed_records(report) + [""] + _targets(report)) + "\n"
 
 
 if __name__ == "__main__":

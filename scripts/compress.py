@@ -15,12 +15,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from sparsevd.deploy import (BYTES_END, BYTES_START, bytes_verdicts, readme_rows, records_with_weights, render_bytes,
-                             render_csv, sparse_records_with_weights, stage_table, threshold_note, threshold_sweep)
-from sparsevd.figures import threshold_curves
-from sparsevd.pareto import make_pareto
-from sparsevd.records import atomic_write_text
-from sparsevd.report import load_paper, update_readme
+from sparsevd.compress.deploy import BYTES_END, BYTES_START, bytes_verdicts, readme_rows, records_with_weights, render_bytes, render_csv, sparse_records_with_weights, stage_table, threshold_note, threshold_sweep
+from sparsevd.report.figures import threshold_curves
+from sparsevd.report.pareto import make_pareto
+from sparsevd.io import atomic_write_text
+from sparsevd.report.tables import load_paper, update_readme
 
 
 def main(argv=None) -> int:

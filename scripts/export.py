@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 from sparsevd.data import DataError
-from sparsevd.deploy import DEFAULT, export_record
-from sparsevd.export import ExportError, ExportOptions
-from sparsevd.weights import WeightsError
+from sparsevd.compress.deploy import DEFAULT, export_record
+from sparsevd.compress.export import ExportError, ExportOptions
+from sparsevd.compress.weights import WeightsError
 
 
 def main(argv=None) -> int:

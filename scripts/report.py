@@ -7,10 +7,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from sparsevd.compare import render_comparison
-from sparsevd.figures import make_all
-from sparsevd.records import atomic_write_text
-from sparsevd.report import load_paper, load_records, records_from_wandb, write_report
+from sparsevd.report.compare import render_comparison
+from sparsevd.report.figures import make_all
+from sparsevd.io import atomic_write_text
+from sparsevd.report.tables import load_paper, load_records, update_readme, write_report
+from sparsevd.report.sentences import (RANDOM_END, RANDOM_START, WALL_END, WALL_START, random_label_sentence,
+                                       wall_time_block)
+from sparsevd.report.from_wandb import records_from_wandb
 
 
 def main(argv=None) -> int:
@@ -37,6 +40,11 @@ def main(argv=None) -> int:
                         readme=Path(args.readme) if args.readme else None,
                         warn=lambda m: print(m, file=sys.stderr))
     figures = make_all(rows, args.out / "figures", records) if args.source == "files" else []
+    if args.readme and args.source == "files":
+        for text, start, end in ((wall_time_block(records), WALL_START, WALL_END),
+                                 (random_label_sentence(records), RANDOM_START, RANDOM_END)):
+            if not update_readme(Path(args.readme), text, start, end):
+                print(f"note: {args.readme} has no {start} markers; that block is not written", file=sys.stderr)
     print((args.out / "table.md").read_text())
     if args.compare:
         warn = lambda m: print(m, file=sys.stderr)  # noqa: E731

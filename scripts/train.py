@@ -6,8 +6,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from sparsevd.run import ERRORS, remove_empty_folders, run
-from sparsevd.trainer import Interrupted
+from sparsevd.train.run import ERRORS, remove_empty_folders, run
+from sparsevd.train.trainer import Interrupted
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")

@@ -1,9 +1,12 @@
+import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+PAPER = REPO / "results" / "paper.yaml"
 
 
 def mnist_root() -> Path | None:
@@ -35,3 +38,19 @@ def tiny_train_config(epochs: int, **trainer):
     extra = [f"trainer.{k}={v}" for k, v in trainer.items()]
     return run_config(f"trainer.epochs={epochs}", "trainer.batch_size=50", "trainer.progress=false",
                       "optim.schedule=constant", "kl.start=0", *extra)
+
+
+def fake_record(runs_dir, row, seed, error, compression, sparsity, epochs=200):
+    d = runs_dir / row / f"seed{seed}"
+    d.mkdir(parents=True)
+    metrics = {"test_error": error, "compression": compression, "epoch": epochs, "kl_weight": 1.0, "lr": 0.0,
+               "sparsity": dict(zip(["fc1", "fc2", "fc3"], sparsity))}
+    final = {"name": row, "seed": seed, "metrics": metrics,
+             "config": {"method": {"name": "dense" if "dense" in row else "sparsevd", "threshold": 3.0},
+                        "trainer": {"epochs": epochs}}}
+    (d / "final.json").write_text(json.dumps(final))
+    (d / "metrics.jsonl").write_text(json.dumps({**metrics, "epoch": 1}) + "\n" + json.dumps(metrics) + "\n")
+    edges = np.linspace(-8, 8, 81)
+    np.savez(d / "arrays.npz", bin_edges=edges, **{"log_alpha_hist/fc1": np.ones(80, dtype=np.int64),
+                                                   "inputs_kept/fc1": np.arange(784)})
+    return d

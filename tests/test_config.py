@@ -9,7 +9,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from sparsevd.records import upgrade_config
+from sparsevd.config import upgrade_config
 from sparsevd.config import ConfigError, validate
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -5,7 +5,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from test_report import fake_record
+from conftest import fake_record
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -24,9 +24,15 @@ def test_results_notebook_executes(records, tmp_path, monkeypatch):
                    resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
     outputs = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
                       for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    html = "".join(str(o.get("data", {}).get("text/markdown", "")) for c in nb.cells if c.cell_type == "code"
+                   for o in c.outputs)
     if records == "fabricated":
         assert "2 records in" in outputs and "lenet300_sparsevd" in outputs
-        assert sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", [])) >= 2
+    else:  # every committed record is read, and the table has the paper's rows beside ours
+        committed = len(list((NOTEBOOKS.parent / "results" / "runs").glob("*/seed*/final.json")))
+        assert f"{committed} records in" in outputs
+        assert "| LeNet-5-Caffe | SparseVD |" in html and "| LeNet-300-100 | ARD |" in html
+    assert sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", [])) >= 2
 
 
 def test_the_committed_notebook_shows_its_outputs():

@@ -8,19 +8,49 @@ returns the typed :class:`Config` the package runs from.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Optional
 
 from omegaconf import MISSING
 
+from .core.models import CLIP_NOISE, INIT_SCHEMES, KL_FITS, METHODS, MODELS
 from .data import DATASETS, LABELS, NUM_TRAIN, PREPROCESSING
-from .models import CLIP_NOISE, INIT_SCHEMES, KL_FITS, METHODS, MODELS
-from .records import CHECKPOINT, upgrade_config
-from .trainer import LOSS_SCALES, LR_SCHEDULES
+from .records import CHECKPOINT
+
+# Vocabularies of the training options; the trainer implements each (trainer.lr_factor, train_step).
+LR_SCHEDULES = ("constant", "linear", "constant_then_linear")
+LOSS_SCALES = ("sum", "mean")
 
 MAX_LOG_ALPHA_CLIP = 20.0  # above ~20, alpha * theta^2 stops being a variance float32 can carry usefully
 SCHEMA = "sparsevd_schema"  # the name configs/train.yaml's defaults list extends
+
+
+# The one migration step for configs of older records: options added since, with the value that
+# reproduces those records, and options whose null once stood for a value.
+ADDED_OPTIONS = {"data.val_size": 0, "method.clip_noise": None, "model.init_from": None, "optim.weight_decay": 0.0,
+                 "method.log_alpha_clip": 8.0, "trainer.compile": False,
+                 "method.kl_fit": "eq14", "data.labels": "original", "optim.log_sigma2_lr_scale": 1.0}
+NULL_MEANT = {"method.log_alpha_clip": 8.0, "optim.weight_decay": 0.0}
+REMOVED_OPTIONS = ("optim.name",)  # it only ever said adam
+
+
+def upgrade_config(cfg: dict) -> dict:
+    """A copy of a saved config in today's schema, every older record computing what it computed."""
+    out = json.loads(json.dumps(cfg))
+    for dotted, value in ADDED_OPTIONS.items():
+        *parents, leaf = dotted.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node.setdefault(leaf, value)
+        if node[leaf] is None and dotted in NULL_MEANT:
+            node[leaf] = NULL_MEANT[dotted]
+    for dotted in REMOVED_OPTIONS:
+        group, leaf = dotted.split(".")
+        out.get(group, {}).pop(leaf, None)
+    return out
 
 
 class ConfigError(ValueError):
@@ -154,22 +184,32 @@ def _typed(cls, values: dict, prefix: str = ""):
 
 def validate(cfg: dict) -> Config:
     """Check every value of a resolved config before anything is written; the typed Config, or a
-    ConfigError naming the fix. Configs of older records pass through records.upgrade_config first."""
+    ConfigError naming the fix. Configs of older records pass through upgrade_config first."""
     c = _typed(Config, upgrade_config(cfg))
+    _check_run(c)
+    _check_method(c)
+    return c
 
-    def need(ok, msg):
-        if not ok:
-            raise ConfigError(msg)
 
-    def is_int(v):
-        return isinstance(v, int) and not isinstance(v, bool)
+def _need(ok, msg):
+    if not ok:
+        raise ConfigError(msg)
 
-    def finite(v):
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
-    m, tr, d, o, kl = c.method, c.trainer, c.data, c.optim, c.kl
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _finite(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_run(c: Config) -> None:
+    """The model, data, trainer and run options."""
+    need, is_int, finite = _need, _is_int, _finite
+    tr, d = c.trainer, c.data
     need(c.model.name in MODELS, f"unknown model {c.model.name!r}; use model={'|'.join(MODELS)}")
-    need(m.name in METHODS, f"unknown method {m.name!r}; use method={'|'.join(METHODS)}")
+    need(c.method.name in METHODS, f"unknown method {c.method.name!r}; use method={'|'.join(METHODS)}")
     need(d.name in DATASETS, f"unknown data {d.name!r}; use data={'|'.join(DATASETS)}")
     need(c.logger.name in ("wandb", "none"), f"unknown logger {c.logger.name!r}; use logger=wandb|none")
     for key in ("epochs", "batch_size", "eval_every", "checkpoint_every"):
@@ -180,6 +220,25 @@ def validate(cfg: dict) -> Config:
          f"data.train_size={d.train_size} is out of range; use 1..{available} or null for all")
     need(tr.batch_size <= (d.train_size or available),
          f"trainer.batch_size={tr.batch_size} is larger than the {d.train_size or available} training examples")
+    need(c.loss.scale in LOSS_SCALES, f"loss.scale must be one of {'|'.join(LOSS_SCALES)}")
+    need(d.labels in LABELS, f"data.labels={d.labels!r}; use data.labels={'|'.join(LABELS)}")
+    need(d.preprocess in PREPROCESSING, f"data.preprocess must be one of {'|'.join(PREPROCESSING)}")
+    need(c.model.init in INIT_SCHEMES, f"model.init={c.model.init!r} must be one of {'|'.join(INIT_SCHEMES)}")
+    need(finite(c.model.init_std) and c.model.init_std > 0, "model.init_std must be finite and > 0")
+    src = c.model.init_from
+    need(src != "required", f"this experiment starts from a trained run; pass model.init_from=<run folder "
+                            f"of a trained model={c.model.name} run, e.g. a {c.model.name}_dense one>")
+    need(src is None or isinstance(src, str) and src.strip(),
+         f"model.init_from={src!r} must be a run folder (with {CHECKPOINT}) or null")
+    need(c.device in ("auto", "cpu", "cuda"), f"device={c.device!r}; use auto|cpu|cuda")
+    need(is_int(c.seed), f"seed={c.seed!r} must be a whole number")
+    need(tr.compile in ("auto", True, False), f"trainer.compile={tr.compile!r}; use auto|true|false")
+
+
+def _check_method(c: Config) -> None:
+    """The method, optimizer and KL-schedule options, and how they combine."""
+    need, is_int, finite = _need, _is_int, _finite
+    m, o, kl = c.method, c.optim, c.kl
     need(finite(m.threshold), f"method.threshold={m.threshold} must be finite, e.g. 3.0")
     need(finite(m.log_sigma2_init), "method.log_sigma2_init must be finite, e.g. -10.0")
     need(finite(m.log_alpha_clip) and 0 < m.log_alpha_clip <= MAX_LOG_ALPHA_CLIP,
@@ -189,7 +248,6 @@ def validate(cfg: dict) -> Config:
     need(m.kl_fit in KL_FITS, f"method.kl_fit={m.kl_fit!r}; use method.kl_fit={'|'.join(KL_FITS)}")
     need(m.kl_fit == "eq14" or m.name == "sparsevd",
          f"method.kl_fit={m.kl_fit} is a fit of the log-uniform prior's KL; use it with method=sparsevd")
-    need(d.labels in LABELS, f"data.labels={d.labels!r}; use data.labels={'|'.join(LABELS)}")
     need(m.clip_noise in list(CLIP_NOISE), f"method.clip_noise={m.clip_noise!r} must be null, conv or all")
     need(m.clip_noise is None or m.train_clip or m.name == "dense",
          f"method.clip_noise={m.clip_noise} acts on weights pruned during training; add method.train_clip=true")
@@ -204,19 +262,6 @@ def validate(cfg: dict) -> Config:
     need(is_int(kl.warmup) and kl.warmup >= 0, "kl.warmup must be a whole number of epochs >= 0")
     need(is_int(kl.start) and kl.start >= -kl.warmup,
          f"kl.start={kl.start} must be a whole number of epochs >= -kl.warmup ({-kl.warmup})")
-    need(c.loss.scale in LOSS_SCALES, f"loss.scale must be one of {'|'.join(LOSS_SCALES)}")
-    need(d.preprocess in PREPROCESSING, f"data.preprocess must be one of {'|'.join(PREPROCESSING)}")
-    need(c.model.init in INIT_SCHEMES, f"model.init={c.model.init!r} must be one of {'|'.join(INIT_SCHEMES)}")
-    need(finite(c.model.init_std) and c.model.init_std > 0, "model.init_std must be finite and > 0")
-    src = c.model.init_from
-    need(src != "required", f"this experiment starts from a trained run; pass model.init_from=<run folder "
-                            f"of a trained model={c.model.name} run, e.g. a {c.model.name}_dense one>")
-    need(src is None or isinstance(src, str) and src.strip(),
-         f"model.init_from={src!r} must be a run folder (with {CHECKPOINT}) or null")
-    need(c.device in ("auto", "cpu", "cuda"), f"device={c.device!r}; use auto|cpu|cuda")
-    need(is_int(c.seed), f"seed={c.seed!r} must be a whole number")
-    need(tr.compile in ("auto", True, False), f"trainer.compile={tr.compile!r}; use auto|true|false")
-    return c
 
 
 def compose(*overrides: str, config_dir: str | None = None) -> Config:

@@ -1,86 +1,23 @@
-"""Run records: atomic writes, provenance, checkpoints, and the committed copy under results/runs.
-
-Everything here writes to a temp file in the same folder and renames it into place, so a kill
-at any moment leaves either the old file or the new one, never half of one.
-"""
+"""Run records: the folder layout, provenance (git SHA, versions, device), reading final.json and
+publishing a finished run's record under results/runs in one atomic step."""
 from __future__ import annotations
 
-import hashlib
-import io
 import json
-import math
 import os
 import platform
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from .io import RecordError
+
 RECORD_FILES = ("final.json", "metrics.jsonl", "config.yaml")
 CHECKPOINT = "checkpoint.pt"
-
-
-class RecordError(RuntimeError):
-    """A record or checkpoint that cannot be written or trusted; the message says what to do."""
-
-
-def _atomic_write(path: Path, write) -> None:
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise RecordError(f"cannot write to {path.parent} ({exc.strerror}); "
-                          f"make it writable or choose another folder") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; records are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write(path, lambda f: f.write(text.encode()))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    _atomic_write(path, lambda f: f.write(data))
-
-
-def _finite_json(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        raise RecordError(f"refusing to write a non-finite number ({obj}) into a record")
-    if isinstance(obj, dict):
-        return {k: _finite_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite_json(v) for v in obj]
-    return obj
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(_finite_json(obj), indent=2, sort_keys=True) + "\n")
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    atomic_write_text(path, "".join(json.dumps(_finite_json(r), sort_keys=True) + "\n" for r in rows))
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-
-
-_LOADED_GIT: dict | None = None
-
-
 CODE_PATHS = ("src", "scripts", "configs", "pyproject.toml")  # what a run's result depends on
+_LOADED_GIT: dict | None = None
 
 
 def git_info(repo: Path | None = None) -> dict:
@@ -133,55 +70,6 @@ def environment(device: torch.device) -> dict:
         "host": platform.node(),
     }
     return info
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    _atomic_write(Path(path), lambda f: torch.save(state, f))
-
-
-def load_checkpoint(path: Path) -> dict:
-    """Load with ``weights_only=True``: a checkpoint from elsewhere can hold tensors, never code."""
-    return read_checkpoint(path)[0]
-
-
-def read_checkpoint(path: Path) -> tuple[dict, str]:
-    """The checkpoint and the SHA-256 of the very bytes it was loaded from (one read, so they agree)."""
-    path = Path(path)
-    if not path.exists():
-        raise RecordError(f"no checkpoint at {path}; pass resume=<run dir> of a run that saved one")
-    raw = path.read_bytes()
-    try:
-        return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True), hashlib.sha256(raw).hexdigest()
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RecordError(f"refusing to load {path}: not a plain-tensor checkpoint ({first[:160]}); "
-                          f"only checkpoints written by sparsevd can be resumed") from None
-
-
-# The one migration step for configs of older records: options added since, with the value that
-# reproduces those records, and options whose null once stood for a value.
-ADDED_OPTIONS = {"data.val_size": 0, "method.clip_noise": None, "model.init_from": None, "optim.weight_decay": 0.0,
-                 "method.log_alpha_clip": 8.0, "trainer.compile": False,
-                 "method.kl_fit": "eq14", "data.labels": "original", "optim.log_sigma2_lr_scale": 1.0}
-NULL_MEANT = {"method.log_alpha_clip": 8.0, "optim.weight_decay": 0.0}
-REMOVED_OPTIONS = ("optim.name",)  # it only ever said adam
-
-
-def upgrade_config(cfg: dict) -> dict:
-    """A copy of a saved config in today's schema, every older record computing what it computed."""
-    out = json.loads(json.dumps(cfg))
-    for dotted, value in ADDED_OPTIONS.items():
-        *parents, leaf = dotted.split(".")
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-        node.setdefault(leaf, value)
-        if node[leaf] is None and dotted in NULL_MEANT:
-            node[leaf] = NULL_MEANT[dotted]
-    for dotted in REMOVED_OPTIONS:
-        group, leaf = dotted.split(".")
-        out.get(group, {}).pop(leaf, None)
-    return out
 
 
 def record_dir(results_dir: Path, name: str, seed: int) -> Path:

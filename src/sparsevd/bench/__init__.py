@@ -1,0 +1,1 @@
+"""The benchmarks behind make bench: training epochs against plain references, inference of exported files."""

@@ -1,0 +1,140 @@
+"""Error against compression for every MNIST row and variant, beside the paper's Table 1.
+
+Each record with weights is a threshold-sweep curve (the mean over its seeds at each threshold);
+a record without weights is the one point it reports at threshold 3. The paper's SparseVD point and
+its other methods (pruning, DNS, SWS: Table 1 of Molchanov et al. 2017, as ``results/paper.yaml``
+quotes them) are labelled points; the dense row's mean error is a dashed line.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .figures import _save  # noqa: E402
+
+NETS = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5-Caffe"}
+PAPER_NAMES = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5-Caffe"}
+
+
+def mean_curves(sweep: list[dict], metric: str = "test_error") -> dict[str, list[tuple[float, float, float]]]:
+    """{experiment: [(threshold, mean compression, mean ``metric``), ...]} over the seeds of each
+    experiment, at the thresholds every one of its seeds was swept at."""
+    by: dict[str, dict[float, list[dict]]] = {}
+    seeds: dict[str, set] = {}
+    for r in sweep:
+        if r.get(metric) in (None, ""):
+            continue
+        by.setdefault(r["row"], {}).setdefault(r["threshold"], []).append(r)
+        seeds.setdefault(r["row"], set()).add(r["seed"])
+    out = {}
+    for row, at in by.items():
+        n = len(seeds[row])
+        out[row] = [(t, sum(r["compression"] for r in rs) / n, sum(r[metric] for r in rs) / n)
+                    for t, rs in sorted(at.items()) if len(rs) == n]
+    return out
+
+
+def _axes(ax, ylabel: str, title: str) -> None:
+    ax.set_xscale("log")
+    ticks = [t for t in (10, 20, 50, 100, 200, 300, 500, 1000) if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}×"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("compression (weights / nonzero weights), log scale")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+
+
+def pareto_figure(net: str, curves: dict, points: dict, paper: dict, dense_error: float | None, out: Path) -> Path:
+    """One panel: test error (%) against compression (log axis) for ``net``.
+
+    ``curves``: {experiment: mean sweep}; ``points``: {experiment: (compression, error, seeds)} for
+    records without weights; ``paper``: results/paper.yaml's content."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    rows = sorted(set(curves) | set(points))
+    table_rows = [r for r in rows if r in (f"{net}_sparsevd", f"{net}_ard")]
+    styles = {}
+    for i, row in enumerate(table_rows + [r for r in rows if r not in table_rows]):
+        main = row in table_rows
+        styles[row] = dict(color="C0" if row == f"{net}_sparsevd" else "C1" if row == f"{net}_ard" else f"C{2 + i % 8}",
+                           lw=2.2 if main else 1.0, alpha=1.0 if main else 0.8, zorder=3 if main else 2)
+    for row in rows:
+        st = styles[row]
+        if row in curves:
+            c = curves[row]
+            ax.plot([p[1] for p in c], [p[2] for p in c], "-", marker=".", ms=3, label=row, **st)
+            at3 = [p for p in c if p[0] == 3.0]
+            if at3:
+                ax.plot(at3[0][1], at3[0][2], "o", ms=7, mfc="none", color=st["color"], zorder=4)
+        else:
+            comp, err, n = points[row]
+            ax.plot(comp, err, "s", ms=6, color=st["color"], label=f"{row} (log α = 3 only)", zorder=st["zorder"])
+    spec = paper["rows"].get(f"{net}_sparsevd", {})
+    if spec.get("compression"):
+        ax.plot(spec["compression"], spec["error"], "*", ms=16, color="k", zorder=5, label="paper: SparseVD")
+    for other in paper.get("other_methods", {}).get(net, []):
+        ax.plot(other["compression"], other["error"], "D", ms=6, color="0.45", zorder=4)
+        ax.annotate(f"paper: {other['method']}", (other["compression"], other["error"]), textcoords="offset points",
+                    xytext=(5, 4), fontsize=8, color="0.3")
+    if dense_error is not None:
+        ax.axhline(dense_error, ls="--", color="0.5", lw=1, label=f"{net}_dense (ours, mean)")
+    _axes(ax, "test error (%)", f"{NETS[net]} on MNIST: each curve sweeps the threshold on log α (circle: 3)")
+    return _save(fig, out / f"pareto_{net}.png")
+
+
+def search_figure(net: str, curves: dict, paper: dict, out: Path) -> Path | None:
+    """Validation error against compression for the records trained with a validation split."""
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    for i, (row, c) in enumerate(sorted(curves.items())):
+        (line,) = ax.plot([p[1] for p in c], [p[2] for p in c], "-", marker=".", ms=3, label=row, color=f"C{i % 10}")
+        at3 = [p for p in c if p[0] == 3.0]
+        if at3:
+            ax.plot(at3[0][1], at3[0][2], "o", ms=7, mfc="none", color=line.get_color())
+    spec = paper["rows"].get(f"{net}_sparsevd", {})
+    if spec.get("compression"):
+        ax.plot(spec["compression"], spec["error"], "*", ms=16, color="k", label="paper: SparseVD (test)")
+    _axes(ax, "validation error (%), last 10,000 training images",
+          f"{NETS[net]}: the recipe search on validation data (circle: log α = 3)")
+    return _save(fig, out / f"search_{net}.png")
+
+
+def make_pareto(sweep: list[dict], runs_dir: Path, paper: dict, out: Path) -> list[Path]:
+    """Both Pareto figures and the validation-search figure from the sweep rows (``row``, ``seed``,
+    ``threshold``, ``test_error``, ``compression``, optional ``val_error``, ``dataset``, ``labels``) and
+    the records without weights under ``runs_dir``."""
+    from .tables import load_records
+
+    mnist = [r for r in sweep if r.get("dataset", "mnist") == "mnist" and r.get("labels", "original") == "original"]
+    records = load_records(Path(runs_dir), warn=lambda msg: None)
+    made = []
+    for net in NETS:
+        mine = [r for r in mnist if r.get("model") == net]
+        curves = mean_curves(mine)
+        points, dense = {}, []
+        for row, finals in records.items():
+            cfg = finals[0]["config"]
+            data = cfg.get("data", {})
+            if (cfg.get("model", {}).get("name", row.split("_")[0]) != net or data.get("name", "mnist") != "mnist"
+                    or data.get("labels", "original") != "original"):
+                continue
+            if cfg["method"]["name"] == "dense":
+                dense += [f["metrics"]["test_error"] for f in finals] if row == f"{net}_dense" else []
+                continue
+            if row not in curves:
+                n = len(finals)
+                points[row] = (sum(f["metrics"]["compression"] for f in finals) / n,
+                               sum(f["metrics"]["test_error"] for f in finals) / n, n)
+        made.append(pareto_figure(net, curves, points, paper, sum(dense) / len(dense) if dense else None, out))
+        fig = search_figure(net, mean_curves([r for r in mine if r.get("val_error") not in (None, "")], "val_error"),
+                            paper, out)
+        made += [fig] if fig else []
+    return made

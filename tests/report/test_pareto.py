@@ -1,0 +1,56 @@
+"""The Pareto and search figures: seed means of threshold sweeps, beside the paper's Table 1."""
+import json
+
+import pytest
+import yaml
+
+from sparsevd.report.figures import random_labels
+from sparsevd.report.pareto import make_pareto, mean_curves
+from sparsevd.report.tables import load_records
+from conftest import PAPER, fake_record
+
+
+def sweep_row(row, seed, threshold, error, compression, model="lenet5", **extra):
+    return {"row": row, "seed": seed, "threshold": threshold, "test_error": error, "compression": compression,
+            "model": model, "dataset": "mnist", "labels": "original", **extra}
+
+
+def test_mean_curves_average_the_seeds_at_each_threshold_they_share():
+    sweep = [sweep_row("a", 0, 3.0, 1.0, 100.0), sweep_row("a", 1, 3.0, 2.0, 200.0),
+             sweep_row("a", 0, 2.5, 1.2, 150.0)]  # seed 1 has no 2.5: that threshold is left out
+    assert mean_curves(sweep) == {"a": [(3.0, 150.0, 1.5)]}
+    with_val = [sweep_row("b", 0, 3.0, 1.0, 100.0, val_error=0.9), sweep_row("c", 0, 3.0, 1.0, 100.0)]
+    assert mean_curves(with_val, "val_error") == {"b": [(3.0, 100.0, 0.9)]}
+
+
+def test_make_pareto_draws_both_nets_and_the_search_from_sweeps_and_records(tmp_path):
+    runs = tmp_path / "runs"
+    fake_record(runs, "lenet300_sparsevd_no_weights", 0, 1.8, 70.0, [99.0, 97.0, 60.0])
+    sweep = [sweep_row("lenet5_sparsevd", s, t, 0.9 + 0.01 * t, 300.0 - 10 * t) for s in (0, 1) for t in (2.0, 3.0)]
+    sweep += [sweep_row("lenet5_sparsevd_x_val10k", 0, t, 0.9, 300.0 - 10 * t, val_error=0.8) for t in (2.0, 3.0)]
+    sweep += [sweep_row("lenet300_sparsevd", 0, 3.0, 1.8, 100.0, model="lenet300")]
+    made = make_pareto(sweep, runs, yaml.safe_load(PAPER.read_text()), tmp_path / "fig")
+    assert sorted(p.name for p in made) == ["pareto_lenet300.png", "pareto_lenet5.png", "search_lenet5.png"]
+    assert all(p.stat().st_size > 10_000 for p in made)
+
+
+def test_the_paper_yaml_quotes_table_1s_other_methods():
+    other = yaml.safe_load(PAPER.read_text())["other_methods"]
+    assert {(o["method"], o["error"], o["compression"]) for o in other["lenet5"]} == {
+        ("Pruning", 0.77, 12), ("DNS", 0.91, 111), ("SWS", 0.97, 200)}
+    assert {(o["method"], o["error"], o["compression"]) for o in other["lenet300"]} == {
+        ("Pruning", 1.59, 12), ("DNS", 1.99, 56), ("SWS", 1.94, 23)}
+
+
+def test_random_label_figure_needs_random_label_records(tmp_path):
+    runs = tmp_path / "runs"
+    d = fake_record(runs, "lenet300_sparsevd_random_labels", 0, 90.2, 266200.0, [100.0, 100.0, 100.0])
+    final = json.loads((d / "final.json").read_text())
+    final["config"]["data"] = {"labels": "random"}
+    (d / "final.json").write_text(json.dumps(final))
+    rows = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
+    (d / "metrics.jsonl").write_text("\n".join(json.dumps({**r, "train_error": 89.0}) for r in rows) + "\n")
+    fake_record(runs, "lenet300_sparsevd", 0, 1.8, 70.0, [99.0, 97.0, 60.0])
+    records = load_records(runs, warn=pytest.fail)
+    assert random_labels({"lenet300_sparsevd": records["lenet300_sparsevd"]}, tmp_path) is None
+    assert random_labels(records, tmp_path).name == "random_labels.png"
