@@ -49,17 +49,18 @@ records: $(STAMP) ## train rows into the committed results/runs (FORCE=1 replace
 report: $(STAMP) ## rebuild results/table.{md,csv,tex}, results/figures and the README table from results/runs
 	$(PY) scripts/report.py --runs results/runs --out results --readme README.md
 
-notebook: $(STAMP) ## re-execute notebooks/results.ipynb in place on the committed records (its outputs are saved in the file)
-	$(PY) -c "import nbformat; from nbclient import NotebookClient as C; nb = nbformat.read('notebooks/results.ipynb', 4); \
-	C(nb, timeout=600, kernel_name='python3', resources={'metadata': {'path': 'notebooks'}}).execute(); \
-	nbformat.write(nb, 'notebooks/results.ipynb')"
+notebook: $(STAMP) ## re-execute notebooks/results.ipynb (the records) and notebooks/talk.ipynb (the method, ~2 min) in place, outputs saved
+	for nb in results talk; do $(PY) -c "import nbformat, sys; from nbclient import NotebookClient as C; \
+	path = f'notebooks/{sys.argv[1]}.ipynb'; nb = nbformat.read(path, 4); \
+	C(nb, timeout=900, kernel_name='python3', resources={'metadata': {'path': 'notebooks'}}).execute(); \
+	nbformat.write(nb, path)" $$nb || exit 1; done
 
 RECORD ?= results/runs/lenet300_sparsevd/seed0
 FILE ?= outputs/export/$(notdir $(patsubst %/,%,$(dir $(RECORD))))_$(notdir $(RECORD)).svd
 export: $(STAMP) ## export a record to one compact file: make export RECORD=results/runs/lenet5_sparsevd/seed0 FILE=net.svd
 	$(PY) scripts/export.py $(RECORD) --out $(FILE)
 
-compress: $(STAMP) ## bytes table and threshold sweep of every record with weights; writes results/compression.*, threshold.*
+compress: $(STAMP) ## bytes of the sparse Table 1 rows stage by stage, threshold sweep of every sparse record with weights, Pareto figures; writes results/compression.*, threshold.csv, figures
 	$(PY) scripts/compress.py
 
 bench: $(STAMP) ## time training epochs vs a plain reference and pytorch-ard, and inference of exported files; writes results/bench.json (DEVICE=cuda: results/bench_cuda.json)
