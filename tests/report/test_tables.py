@@ -63,6 +63,17 @@ def test_quick_runs_are_labelled(tmp_path):
     assert md.startswith("> **Quick run (1 epoch instead of 200)")
 
 
+def test_a_row_whose_recipe_is_shorter_is_not_a_quick_run(tmp_path):
+    paper = load_paper(PAPER)
+    assert paper["rows"]["lenet300_ard_talk"]["epochs"] == 100
+    fake_record(tmp_path, "lenet300_ard_talk", 0, 1.6, 17.0, [95.0, 90.0, 38.0], epochs=100)
+    md = render_markdown(build_rows(load_records(tmp_path), paper), paper)
+    assert "Quick run" not in md and "| LeNet-300-100 | ARD (the talk's recipe) | 1 | 100 |" in md
+    fake_record(tmp_path, "lenet300_ard_talk", 1, 1.6, 17.0, [95.0, 90.0, 38.0], epochs=2)
+    rows = build_rows(load_records(tmp_path), paper, warn=lambda m: None)
+    assert [r.epochs() for r in rows if r.key == "lenet300_ard_talk"] == [[100]]  # the smoke run is left out
+
+
 def test_corrupt_and_partial_records_are_skipped_and_named(runs):
     bad = runs / "lenet5_sparsevd" / "seed0"
     bad.mkdir(parents=True)

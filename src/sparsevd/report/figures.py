@@ -67,7 +67,7 @@ def curves(rows: list[Row], out: Path) -> Path | None:
         for ax, metric in ((axes[0][col], "test_error"), (axes[1][col], "compression")):
             x, mean, std = _mean_band(hists, metric)
             colour = METHOD_COLOURS.get(method, "C2")
-            ax.plot(x, mean, color=colour, lw=1.3, label=f"{method} ({len(hists)} seed{'s' * (len(hists) > 1)})")
+            ax.plot(x, mean, color=colour, lw=1.3, label=f"{row.method} ({len(hists)} seed{'s' * (len(hists) > 1)})")
             ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.25, lw=0)
     for col, (dataset, net) in enumerate(panels):
         top, bottom = axes[0][col], axes[1][col]

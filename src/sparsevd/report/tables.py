@@ -29,6 +29,7 @@ class Row:
     method: str
     paper: dict
     runs: list[dict] = field(default_factory=list)
+    recipe_epochs: int = 200  # the row's own length (paper.yaml's `epochs`); fewer is a smoke run
 
     @property
     def n(self) -> int:
@@ -87,7 +88,7 @@ def build_rows(records: dict[str, list[dict]], paper: dict, warn=print) -> list[
             warn(f"{key}: leaving out {len(short)} record(s) shorter than {longest} epochs: "
                  + ", ".join(r["record"] for r in short))
         runs = [r for r in runs if r["metrics"]["epoch"] == longest]
-        rows.append(Row(key, spec["network"], spec["method"], numbers, runs))
+        rows.append(Row(key, spec["network"], spec["method"], numbers, runs, spec.get("epochs", 200)))
     return rows
 
 
@@ -144,14 +145,15 @@ def cells(row: Row, target: dict | None = None) -> dict[str, str]:
         "Paper sparsity %": "-".join(f"{v:g}" for v in row.paper["sparsity"]) if "sparsity" in row.paper else DASH,
         "Our sparsity %": "-".join(f"{v:.1f}" for v in row.sparsity()) if method_is_sparse else DASH,
         "Paper compression": f"{row.paper['compression']:g}×" if "compression" in row.paper else DASH,
-        "Our compression": DASH if comp is None else f"{comp:.0f}×" + (f" ± {row.std('compression'):.0f}"
+        "Our compression": DASH if comp is None else f"{comp:.0f}×" + (f" ± {row.std('compression'):.{0 if row.std('compression') >= 1 else 1}f}"
                                                                         if row.n > 1 and method_is_sparse else ""),
         "Meets target": meets_target(row, target),
     }
 
 
-def quick_epochs(rows: list[Row], recipe_epochs: int = 200) -> list[int]:
-    return sorted({e for r in rows for e in r.epochs() if e < recipe_epochs})
+def quick_epochs(rows: list[Row]) -> list[int]:
+    """Epoch counts of records shorter than their row's recipe (smoke runs such as EPOCHS=2)."""
+    return sorted({e for r in rows for e in r.epochs() if e < r.recipe_epochs})
 
 
 def render_markdown(rows: list[Row], paper: dict, variants: list[Row] = (), runs_list: bool = True) -> str:
