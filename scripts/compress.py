@@ -15,7 +15,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from sparsevd.compress.deploy import BYTES_END, BYTES_START, bytes_verdicts, readme_rows, records_with_weights, render_bytes, render_csv, sparse_records_with_weights, stage_table, threshold_note, threshold_sweep
+from sparsevd.compress.deploy import (BYTES_END, BYTES_START, ROWS, bytes_verdicts, readme_rows, records_with_weights,
+                                      render_bytes, render_csv, sparse_records_with_weights, stage_table,
+                                      threshold_note, threshold_sweep)
 from sparsevd.report.figures import threshold_curves
 from sparsevd.report.pareto import make_pareto
 from sparsevd.io import atomic_write_text
@@ -54,7 +56,7 @@ def main(argv=None) -> int:
     for net, sweeps in by_net.items():
         threshold_curves(sweeps, args.out / "figures", net.removeprefix("mnist_"))
     make_pareto(sweep, args.runs, load_paper(args.paper), args.out / "figures")
-    rows_only = [r for r in sweep if any(r["row"] == f.parent.name for f in folders)]
+    rows_only = sorted((r for r in sweep if r["row"] in ROWS), key=lambda r: ROWS.index(r["row"]))  # stable
     block = (f"{render_bytes(readme_rows(table))}\n{bytes_verdicts(table)} At threshold 3 against the rest of the "
              f"sweep:\n\n{threshold_note(readme_rows(rows_only))}\n")
     if args.readme and not update_readme(Path(args.readme), block, BYTES_START, BYTES_END):

@@ -30,5 +30,6 @@ def test_the_random_label_sentence_reads_the_records():
                          "weights": {"fc1": 10, "fc2": 20}}}
     text = random_label_sentence({"x_random_labels": [final], "x": [{**final, "config": {"data": {}}}]})
     assert text == ("Trained on random labels (chance: 90 %): `x_random_labels` seed 0 ends (epoch 200) with training "
-                    "error 88.50 % on its random labels and 90.20 % test error, and kept 3 of 30 weights.\n")
+                    "error 88.50 % on its random labels and 90.20 % test error, and kept 3 of 30 weights (fc1 with none: "
+                    "no path from input to output, a constant prediction).\n")
     assert random_label_sentence({}) == "No random-label record yet.\n"

@@ -51,6 +51,9 @@ def random_label_sentence(records: dict[str, list[dict]]) -> str:
             kept = sum(m["nonzero"].values()) if m.get("nonzero") else None
             total = sum(m["weights"].values()) if m.get("weights") else None
             weights = f"kept {kept:,} of {total:,} weights" if kept is not None and total else "weights not recorded"
+            empty = [name for name, n in (m.get("nonzero") or {}).items() if n == 0]
+            if empty and kept is not None and kept < total:
+                weights += f" ({', '.join(empty)} with none: no path from input to output, a constant prediction)"
             train = f"{m['train_error']:.2f} %" if "train_error" in m else "not recorded"
             parts.append(f"`{row}` seed {f['seed']} ends (epoch {m['epoch']}) with training error {train} on its "
                          f"random labels and {m['test_error']:.2f} % test error, and {weights}")
