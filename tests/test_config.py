@@ -196,6 +196,7 @@ VARIANTS = {
     "lenet5_sparsevd_kl_warmup50": ("lenet5_sparsevd", {"kl.warmup"}),
     **{f"lenet5_sparsevd_{v}_val10k": (f"lenet5_sparsevd_{v}", {"data.val_size"})
        for v in ("march2017", "glorot_conv", "clip_noise_conv", "kl_warmup50", "no_train_clip", "log_sigma2_init")},
+    "lenet5_dense_val10k": ("lenet5_dense", {"data.val_size"}),
     "lenet300_dense_random_labels": ("lenet300_dense", {"data.labels"}),
     "lenet300_sparsevd_random_labels": ("lenet300_sparsevd", {"data.labels"}),
     "lenet300_ard_talk": ("lenet300_ard", {"trainer.epochs", "kl.start", "kl.warmup", "optim.schedule",
