@@ -60,7 +60,7 @@ class ConfigError(ValueError):
 @dataclass
 class Model:
     name: str = MISSING
-    init: str = MISSING            # torch | normal | lasagne (models.init_weights)
+    init: str = MISSING            # torch | normal | lasagne (core.models.init_weights)
     init_std: float = MISSING
     init_from: Optional[str] = None  # a trained run folder whose weights become the initial θ
 
@@ -83,7 +83,7 @@ class Method:
     train_clip: bool = MISSING
     clip_noise: Optional[str] = None
     log_alpha_clip: float = MISSING
-    kl_fit: str = MISSING          # eq14 | march2017 (models.KL_FITS)
+    kl_fit: str = MISSING          # eq14 | march2017 (core.models.KL_FITS)
 
 
 @dataclass

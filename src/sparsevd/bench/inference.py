@@ -1,6 +1,6 @@
 """Inference benchmark: the masked dense network against its exported file, on CPU.
 
-The baseline is the plain dense net (``bench.REF_NETS``) holding the record's test-time weights
+The baseline is the plain dense net (``bench.training.REF_NETS``) holding the record's test-time weights
 (pruned ones zeroed), on preprocessed images; the exported network takes raw images and does its
 own preprocessing. Both run under ``torch.inference_mode``, interleaved block by block.
 """

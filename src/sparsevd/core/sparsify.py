@@ -43,7 +43,7 @@ def sparsify(model: nn.Module, *, threshold: float = 3.0, log_sigma2_init: float
     with the same theta and bias, in place, and return the model.
 
     ``prior``: ``log_uniform`` (SparseVD, Eq. 14), ``log_uniform_march2017`` (the authors' first fit,
-    :func:`nn.kl_march2017`) or ``ard``; ``threshold``: log alpha at or above which
+    :func:`sparsevd.kl_march2017`) or ``ard``; ``threshold``: log alpha at or above which
     a weight is pruned at test time; ``log_sigma2_init``: low (the authors use -10) so a trained model
     starts out almost deterministic (at -10 only weights with |theta| <= exp(-6.5) ~ 0.0015 are pruned at
     once, which moves a typical network's outputs by well under 1 %); ``skip``: names (as in ``named_modules``) of modules to leave alone.
