@@ -3,7 +3,7 @@ from sparsevd.report.sentences import REPRODUCE_ROWS, cpu_wall_times, wall_time_
 
 
 def record(wall, device="cpu", cores=2, epoch=200, epochs=200, segments=1):
-    seg = {"device": device, "cpu_count": cores}
+    seg = {"device": device, "cpu_count": cores, "device_name": "AMD EPYC"}
     return {"wall_time": wall, "metrics": {"epoch": epoch}, "config": {"trainer": {"epochs": epochs}},
             "segments": [seg] * segments}
 
@@ -18,6 +18,7 @@ def test_the_block_sums_the_row_medians_and_claims_no_total_with_a_row_missing()
     records = {row: [record(600.0), record(1200.0), record(6000.0)] for row in REPRODUCE_ROWS}
     text = wall_time_block(records)  # median 1200 s = 20 min per row, six rows: 2.0 h, three seeds 6.0 h
     assert "about **2.0 h** for one seed" in text and "**6.0 h** for three" in text and "lenet5_ard 20 min" in text
+    assert text.startswith("On a 2-core CPU (AMD EPYC) ")
     del records["lenet5_dense"]
     text = wall_time_block(records)
     assert "no CPU record of lenet5_dense" in text and " h**" not in text

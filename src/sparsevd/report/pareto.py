@@ -41,7 +41,7 @@ def mean_curves(sweep: list[dict], metric: str = "test_error") -> dict[str, list
 
 def _axes(ax, ylabel: str, title: str) -> None:
     ax.set_xscale("log")
-    ticks = [t for t in (10, 20, 50, 100, 200, 300, 500, 1000) if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    ticks = [t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
     ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}×"))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
@@ -63,7 +63,8 @@ def pareto_figure(net: str, curves: dict, points: dict, paper: dict, dense_error
     styles = {}
     for i, row in enumerate(table_rows + [r for r in rows if r not in table_rows]):
         main = row in table_rows
-        styles[row] = dict(color="C0" if row == f"{net}_sparsevd" else "C1" if row == f"{net}_ard" else f"C{2 + i % 8}",
+        others = plt.get_cmap("tab20").colors[4:]  # tab20 after the two blues and two oranges of the rows
+        styles[row] = dict(color="C0" if row == f"{net}_sparsevd" else "C1" if row == f"{net}_ard" else others[i % len(others)],
                            lw=2.2 if main else 1.0, alpha=1.0 if main else 0.8, zorder=3 if main else 2)
     for row in rows:
         st = styles[row]
@@ -89,8 +90,9 @@ def pareto_figure(net: str, curves: dict, points: dict, paper: dict, dense_error
     return _save(fig, out / f"pareto_{net}.png")
 
 
-def search_figure(net: str, curves: dict, paper: dict, out: Path) -> Path | None:
-    """Validation error against compression for the records trained with a validation split."""
+def search_figure(net: str, curves: dict, paper: dict, out: Path, dense_val: float | None = None) -> Path | None:
+    """Validation error against compression for the records trained with a validation split; ``dense_val``:
+    the dense net's validation error on the same split, drawn as a line."""
     if not curves:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
@@ -102,6 +104,8 @@ def search_figure(net: str, curves: dict, paper: dict, out: Path) -> Path | None
     spec = paper["rows"].get(f"{net}_sparsevd", {})
     if spec.get("compression"):
         ax.plot(spec["compression"], spec["error"], "*", ms=16, color="k", label="paper: SparseVD (test)")
+    if dense_val is not None:
+        ax.axhline(dense_val, ls="--", color="0.5", lw=1, label=f"{net}_dense_val10k (validation)")
     _axes(ax, "validation error (%), last 10,000 training images",
           f"{NETS[net]}: the recipe search on validation data (circle: log α = 3)")
     return _save(fig, out / f"search_{net}.png")
@@ -119,7 +123,7 @@ def make_pareto(sweep: list[dict], runs_dir: Path, paper: dict, out: Path) -> li
     for net in NETS:
         mine = [r for r in mnist if r.get("model") == net]
         curves = mean_curves(mine)
-        points, dense = {}, []
+        points, dense, dense_val = {}, [], []
         for row, finals in records.items():
             cfg = finals[0]["config"]
             data = cfg.get("data", {})
@@ -128,6 +132,7 @@ def make_pareto(sweep: list[dict], runs_dir: Path, paper: dict, out: Path) -> li
                 continue
             if cfg["method"]["name"] == "dense":
                 dense += [f["metrics"]["test_error"] for f in finals] if row == f"{net}_dense" else []
+                dense_val += [f["metrics"]["val_error"] for f in finals if row == f"{net}_dense_val10k"]
                 continue
             if row not in curves:
                 n = len(finals)
@@ -135,6 +140,6 @@ def make_pareto(sweep: list[dict], runs_dir: Path, paper: dict, out: Path) -> li
                                sum(f["metrics"]["test_error"] for f in finals) / n, n)
         made.append(pareto_figure(net, curves, points, paper, sum(dense) / len(dense) if dense else None, out))
         fig = search_figure(net, mean_curves([r for r in mine if r.get("val_error") not in (None, "")], "val_error"),
-                            paper, out)
+                            paper, out, sum(dense_val) / len(dense_val) if dense_val else None)
         made += [fig] if fig else []
     return made

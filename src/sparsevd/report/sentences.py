@@ -8,8 +8,10 @@ REPRODUCE_ROWS = ("lenet300_dense", "lenet300_sparsevd", "lenet300_ard", "lenet5
 WALL_START, WALL_END = "<!-- walltime:start -->", "<!-- walltime:end -->"
 
 
-def cpu_wall_times(records: dict[str, list[dict]], row: str, cores: int = 2) -> list[float]:
-    """Wall times (s) of the row's full-length records trained wholly on a ``cores``-core CPU."""
+def cpu_wall_times(records: dict[str, list[dict]], row: str, cores: int = 2,
+                   names: set | None = None) -> list[float]:
+    """Wall times (s) of the row's full-length records trained wholly on a ``cores``-core CPU; the CPU
+    names of those records are added to ``names`` when given."""
     out = []
     for r in records.get(row, []):
         segments = r.get("segments") or [r.get("environment") or {}]
@@ -17,19 +19,22 @@ def cpu_wall_times(records: dict[str, list[dict]], row: str, cores: int = 2) -> 
         if (r.get("wall_time") and r["metrics"].get("epoch") == epochs
                 and all(s.get("device") == "cpu" and s.get("cpu_count") == cores for s in segments)):
             out.append(float(r["wall_time"]))
+            if names is not None:
+                names.update(s.get("device_name", "?") for s in segments)
     return out
 
 
 def wall_time_block(records: dict[str, list[dict]]) -> str:
     """Markdown: one seed and three seeds of ``make reproduce``, and each row's median, or which rows lack
     a CPU record (then no total is claimed)."""
-    medians = {row: statistics.median(t) for row in REPRODUCE_ROWS if (t := cpu_wall_times(records, row))}
+    cpus: set = set()
+    medians = {row: statistics.median(t) for row in REPRODUCE_ROWS if (t := cpu_wall_times(records, row, names=cpus))}
     per_row = ", ".join(f"{row} {medians[row] / 60:.0f} min" for row in REPRODUCE_ROWS if row in medians)
     missing = [row for row in REPRODUCE_ROWS if row not in medians]
     if missing:
         return f"Wall time on a 2-core CPU (median of each row's records): {per_row}; no CPU record of {', '.join(missing)}.\n"
     total = sum(medians.values())
-    return (f"On a 2-core CPU `make reproduce` takes about **{total / 3600:.1f} h** for one seed of the six rows "
+    return (f"On a 2-core CPU ({', '.join(sorted(cpus))}) `make reproduce` takes about **{total / 3600:.1f} h** for one seed of the six rows "
             f"(`SEEDS=1`, the default) and **{3 * total / 3600:.1f} h** for three (`SEEDS=3`), from the median wall "
             f"time of each row's records trained wholly on such a CPU ({per_row}). `EPOCHS=2` trains every row "
             f"for 2 epochs, about {total / 100 / 60:.0f} min plus start-up: a check that everything runs, "
