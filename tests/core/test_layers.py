@@ -293,7 +293,7 @@ def test_cached_kl_from_a_no_grad_forward_is_not_used_for_a_loss():
     assert layer.log_sigma2.grad is not None and layer.log_sigma2.grad.abs().sum() > 0
 
 
-def test_march2017_kl_is_the_first_releases_formula():
+def test_march2017_kl_is_the_first_published_formula():
     """0.5 log1p(1/alpha) - (0.03 + 0.64 sigmoid(1.5 (log alpha + 1.3))), written out by hand."""
     for la in (-8.0, -2.0, -1.3, 0.0, 2.9, 3.0, 8.0):
         a = math.exp(la)

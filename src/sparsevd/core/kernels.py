@@ -15,7 +15,7 @@ import sys
 import torch
 
 K1, K2, K3 = 0.63576, 1.87320, 1.48695  # Eq. 14 of the paper
-# The fit of -KL(q || log-uniform) in the authors' first code release (2017-03-10); see layers.kl_march2017.
+# The fit of -KL(q || log-uniform) in the authors' first published code (2017-03-10); see layers.kl_march2017.
 M0, M1, M2, M3, M_PRUNED = 0.03, 0.64, 1.5, 1.3, -0.67
 _compiled: dict = {}  # "forward" / "backward" -> compiled functions while the compiled path is on
 

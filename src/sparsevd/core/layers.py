@@ -34,7 +34,7 @@ def kl_log_uniform(log_alpha: torch.Tensor) -> torch.Tensor:
 
 
 def kl_march2017(log_alpha: torch.Tensor, pruned: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-weight KL(q || log-uniform) as the authors' first code release fits it (their repository's
+    """Per-weight KL(q || log-uniform) as the authors' first published code fits it (their repository's
     upload of 2017-03-10, before the camera-ready's Eq. 14):
 
         KL ~= 0.5 log1p(1/alpha) - (0.03 + 0.64 sigmoid(1.5 (log_alpha + 1.3))),

@@ -16,7 +16,7 @@ from .layers import LOG_ALPHA_CLIP, Conv2dSVDO, LinearSVDO, SVDOLayer
 METHODS = ("dense", "sparsevd", "ard")
 PRIOR_OF_METHOD = {"sparsevd": "log_uniform", "ard": "ard"}
 # method.kl_fit -> the prior a sparsevd layer computes its KL with: the paper's Eq. 14, or the fit of
-# the authors' first code release (layers.kl_march2017), whose pruned weights get a constant KL.
+# the authors' first published code (layers.kl_march2017), whose pruned weights get a constant KL.
 KL_FITS = {"eq14": "log_uniform", "march2017": "log_uniform_march2017"}
 MODELS: dict[str, type[nn.Module]] = {}
 
