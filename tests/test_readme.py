@@ -4,6 +4,8 @@ import re
 import torch
 from torch import nn
 
+import sparsevd
+
 from conftest import REPO
 
 README = (REPO / "README.md").read_text()
@@ -14,11 +16,6 @@ def python_block(after: str) -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-def sparsevd_load(path):
-    import sparsevd
-    return sparsevd.load(path)
-
-
 def test_the_own_model_snippet_runs_unchanged(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     torch.manual_seed(0)
@@ -27,12 +24,10 @@ def test_the_own_model_snippet_runs_unchanged(tmp_path, monkeypatch):
                  "my_trained_model": nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10)),
                  "loader": [(x[:32], y[:32]), (x[32:], y[32:])]}
     exec(python_block("## Use it in your own model"), namespace)
-    assert sparsevd_load(tmp_path / "mine.svd")(x).shape == (64, 10)  # the file it wrote is a working net
+    assert sparsevd.load(tmp_path / "mine.svd")(x).shape == (64, 10)  # the file it wrote is a working net
 
 
 def test_the_loading_snippet_runs_unchanged(tmp_path, monkeypatch):
-    import sparsevd
-
     monkeypatch.chdir(tmp_path)
     net = sparsevd.sparsify(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)))
     sparsevd.export(net, "lenet300.svd")

@@ -18,7 +18,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 from .figures import _save  # noqa: E402
 
 NETS = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5-Caffe"}
-PAPER_NAMES = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5-Caffe"}
 
 
 def mean_curves(sweep: list[dict], metric: str = "test_error") -> dict[str, list[tuple[float, float, float]]]:
@@ -37,6 +36,14 @@ def mean_curves(sweep: list[dict], metric: str = "test_error") -> dict[str, list
         out[row] = [(t, sum(r["compression"] for r in rs) / n, sum(r[metric] for r in rs) / n)
                     for t, rs in sorted(at.items()) if len(rs) == n]
     return out
+
+
+def _curve(ax, curve, label: str, **style) -> None:
+    """One mean sweep as a line, its threshold-3 point circled."""
+    (line,) = ax.plot([p[1] for p in curve], [p[2] for p in curve], "-", marker=".", ms=3, label=label, **style)
+    at3 = [p for p in curve if p[0] == 3.0]
+    if at3:
+        ax.plot(at3[0][1], at3[0][2], "o", ms=7, mfc="none", color=line.get_color(), zorder=4)
 
 
 def _axes(ax, ylabel: str, title: str) -> None:
@@ -60,20 +67,15 @@ def pareto_figure(net: str, curves: dict, points: dict, paper: dict, dense_error
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     rows = sorted(set(curves) | set(points))
     table_rows = [r for r in rows if r in (f"{net}_sparsevd", f"{net}_ard")]
-    styles = {}
+    styles, others = {}, plt.get_cmap("tab20").colors[4:]  # tab20 after the two blues and two oranges of the rows
     for i, row in enumerate(table_rows + [r for r in rows if r not in table_rows]):
         main = row in table_rows
-        others = plt.get_cmap("tab20").colors[4:]  # tab20 after the two blues and two oranges of the rows
         styles[row] = dict(color="C0" if row == f"{net}_sparsevd" else "C1" if row == f"{net}_ard" else others[i % len(others)],
                            lw=2.2 if main else 1.0, alpha=1.0 if main else 0.8, zorder=3 if main else 2)
     for row in rows:
         st = styles[row]
         if row in curves:
-            c = curves[row]
-            ax.plot([p[1] for p in c], [p[2] for p in c], "-", marker=".", ms=3, label=row, **st)
-            at3 = [p for p in c if p[0] == 3.0]
-            if at3:
-                ax.plot(at3[0][1], at3[0][2], "o", ms=7, mfc="none", color=st["color"], zorder=4)
+            _curve(ax, curves[row], row, **st)
         else:
             comp, err, n = points[row]
             ax.plot(comp, err, "s", ms=6, color=st["color"], label=f"{row} (log α = 3 only)", zorder=st["zorder"])
@@ -97,10 +99,7 @@ def search_figure(net: str, curves: dict, paper: dict, out: Path, dense_val: flo
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     for i, (row, c) in enumerate(sorted(curves.items())):
-        (line,) = ax.plot([p[1] for p in c], [p[2] for p in c], "-", marker=".", ms=3, label=row, color=f"C{i % 10}")
-        at3 = [p for p in c if p[0] == 3.0]
-        if at3:
-            ax.plot(at3[0][1], at3[0][2], "o", ms=7, mfc="none", color=line.get_color())
+        _curve(ax, c, row, color=f"C{i % 10}")
     spec = paper["rows"].get(f"{net}_sparsevd", {})
     if spec.get("compression"):
         ax.plot(spec["compression"], spec["error"], "*", ms=16, color="k", label="paper: SparseVD (test)")

@@ -12,12 +12,12 @@ import torch
 import yaml
 
 from ..config import Config, upgrade_config
-from ..io import RecordError, _atomic_write
+from ..io import RecordError, atomic_write
 from ..records import CHECKPOINT
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    _atomic_write(Path(path), lambda f: torch.save(state, f))
+    atomic_write(Path(path), lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: Path) -> dict:
