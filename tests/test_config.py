@@ -25,7 +25,7 @@ def composed(*overrides):
 
 def init_from(option: str) -> list[str]:
     """A *_pretrained experiment needs a trained run's folder, which any string passes at compose time."""
-    return ["model.init_from=/some/run"] if option.endswith("_pretrained") else []
+    return ["model.init_from=/some/run"] if "_pretrained" in option else []
 
 
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
@@ -196,6 +196,8 @@ VARIANTS = {
     "lenet5_sparsevd_kl_warmup50": ("lenet5_sparsevd", {"kl.warmup"}),
     **{f"lenet5_sparsevd_{v}_val10k": (f"lenet5_sparsevd_{v}", {"data.val_size"})
        for v in ("march2017", "glorot_conv", "clip_noise_conv", "kl_warmup50", "no_train_clip", "log_sigma2_init")},
+    "lenet5_sparsevd_pretrained_noisy_val10k": ("lenet5_sparsevd_pretrained",
+                                                {"data.val_size", "method.log_sigma2_init", "trainer.epochs"}),
     "lenet5_dense_val10k": ("lenet5_dense", {"data.val_size"}),
     "lenet300_dense_random_labels": ("lenet300_dense", {"data.labels"}),
     "lenet300_sparsevd_random_labels": ("lenet300_sparsevd", {"data.labels"}),
@@ -213,7 +215,7 @@ def _leaves(cfg, prefix=""):
 def test_a_variant_changes_only_what_it_says(variant):
     """A variant is its row plus the named changes; anything else would confound the comparison."""
     row, allowed = VARIANTS[variant]
-    a = dict(_leaves(composed(f"experiment={row}")))
+    a = dict(_leaves(composed(f"experiment={row}", *init_from(row))))
     b = dict(_leaves(composed(f"experiment={variant}", *init_from(variant))))
     changed = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)} - {"name", "logger.group"}  # both follow the name
     assert changed == allowed
