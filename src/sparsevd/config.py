@@ -229,7 +229,8 @@ def _check_run(c: Config) -> None:
     need(src != "required", f"this experiment starts from a trained run; pass model.init_from=<run folder "
                             f"of a trained model={c.model.name} run, e.g. a {c.model.name}_dense one>")
     need(src is None or isinstance(src, str) and src.strip(),
-         f"model.init_from={src!r} must be a run folder (with {CHECKPOINT}) or null")
+         f"model.init_from={src!r} must be a run folder (with {CHECKPOINT}), a record folder "
+         f"(with weights.safetensors) or null")
     need(c.device in ("auto", "cpu", "cuda"), f"device={c.device!r}; use auto|cpu|cuda")
     need(is_int(c.seed), f"seed={c.seed!r} must be a whole number")
     need(tr.compile in ("auto", True, False), f"trainer.compile={tr.compile!r}; use auto|true|false")

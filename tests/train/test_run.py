@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, run_config
 SMALL = ["model=lenet300", "method=sparsevd", "logger=none", "data.train_size=2000", "trainer.epochs=4", "trainer.compile=false",
          "kl.start=0", "kl.warmup=2", "trainer.progress=false"]
 
@@ -272,3 +272,30 @@ def test_log_alpha_histograms_span_the_runs_clip_and_lose_no_weight(tmp_path):
     assert arrays["bin_edges"][0] == -10 and arrays["bin_edges"][-1] == 10
     assert arrays["log_alpha_hist/fc1"].sum() == model.fc1.weight.numel()
     assert arrays["log_alpha_hist/fc1"][-1] > 0.9 * model.fc1.weight.numel()
+
+
+def test_init_from_a_record_folder_copies_its_weights(tmp_path):
+    """A committed record (weights.safetensors + config.yaml, no checkpoint) can start a run too."""
+    from omegaconf import OmegaConf
+    from sparsevd.compress.weights import save_weights
+    from sparsevd.config import ConfigError
+    from sparsevd.core.models import build_model
+    from sparsevd.train.run import init_means
+
+    dense = build_model("lenet5", "dense")
+    with torch.no_grad():
+        for p in dense.parameters():
+            p.normal_()
+    save_weights(dense, tmp_path / "weights.safetensors")
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(run_config("experiment=lenet5_dense")))
+    svd = build_model("lenet5", "sparsevd")
+    info = init_means(svd, "lenet5", tmp_path)
+    for name, p in dense.named_parameters():
+        assert torch.equal(dict(svd.named_parameters())[name], p), name
+    assert info["identity"] == {"model": "lenet5", "method": "dense", "data": "mnist"} and info["epoch"] == 200
+    assert info["weights_sha256"] == hashlib.sha256((tmp_path / "weights.safetensors").read_bytes()).hexdigest()
+    with pytest.raises(ConfigError, match="holds a lenet5 run, not lenet300"):
+        init_means(build_model("lenet300", "sparsevd"), "lenet300", tmp_path)
+    (tmp_path / "weights.safetensors").write_bytes(b"not a weights file")
+    with pytest.raises(ConfigError, match="model.init_from=.*cannot read weights"):
+        init_means(build_model("lenet5", "sparsevd"), "lenet5", tmp_path)

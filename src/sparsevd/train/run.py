@@ -1,6 +1,7 @@
 """One training run from a resolved config: schema, data, model, fit, record, publish."""
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 import sys
@@ -21,7 +22,7 @@ from .checkpoint import load_checkpoint, read_checkpoint, resume_target
 from .tracking import make_tracker
 from .device import DeviceError, resolve_device, seed_everything
 from .trainer import Interrupted, TrainingError, fit, summary_line
-from ..compress.weights import WEIGHTS, save_weights
+from ..compress.weights import WEIGHTS, WeightsError, load_record, save_weights
 
 INIT_FROM = "init_from.json"  # where a run keeps which trained run initialised its means
 
@@ -103,18 +104,38 @@ def _fit_and_record(c, cfg: dict, model, data, run_dir: Path, device, env: dict,
 
 
 def init_means(model, model_name: str, source: Path) -> dict:
-    """Copy θ from the checkpoint of the run in ``source``; returns what the record keeps of it."""
+    """Copy θ from ``source``: a run folder (its checkpoint) or a record folder (its weights file).
+
+    Returns what the record keeps of the source: its path, epoch, identity, file SHA-256 and the copied names.
+    """
+    if not (source / CHECKPOINT).is_file() and (source / WEIGHTS).is_file():
+        return _init_from_record(model, model_name, source)
     state, digest = read_checkpoint(source / CHECKPOINT)
     trained = (state.get("identity") or {}).get("model")
+    copied = _copy(model, model_name, source, trained, state["model"])
+    return {"run": str(source), "epoch": state.get("epoch"), "identity": state.get("identity"),
+            "checkpoint_sha256": digest, "copied": copied}
+
+
+def _init_from_record(model, model_name: str, source: Path) -> dict:
+    try:
+        trained, cfg = load_record(source)
+    except (WeightsError, ConfigError) as exc:
+        raise ConfigError(f"model.init_from={source}: {exc}") from None
+    copied = _copy(model, model_name, source, cfg["model"]["name"], trained.state_dict())
+    identity = {"model": cfg["model"]["name"], "method": cfg["method"]["name"], "data": cfg["data"]["name"]}
+    return {"run": str(source), "epoch": cfg["trainer"]["epochs"], "identity": identity,
+            "weights_sha256": hashlib.sha256((source / WEIGHTS).read_bytes()).hexdigest(), "copied": copied}
+
+
+def _copy(model, model_name: str, source: Path, trained: str | None, state: dict) -> list[str]:
     if trained != model_name:
         raise ConfigError(f"model.init_from={source} holds a {trained} run, not {model_name}; "
                           f"pass a run folder of model={model_name}")
     try:
-        copied = copy_means(model, state["model"])
+        return copy_means(model, state)
     except (ValueError, KeyError) as exc:
         raise ConfigError(f"model.init_from={source}: cannot copy weights ({exc}); pass a run of the same net") from None
-    return {"run": str(source), "epoch": state.get("epoch"), "identity": state.get("identity"),
-            "checkpoint_sha256": digest, "copied": copied}
 
 
 def remove_empty_folders(folder: Path, stop: Path) -> None:
