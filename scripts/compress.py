@@ -19,7 +19,7 @@ from sparsevd.compress.deploy import (BYTES_END, BYTES_START, ROWS, bytes_verdic
                                       render_bytes, render_csv, sparse_records_with_weights, stage_table,
                                       threshold_note, threshold_sweep)
 from sparsevd.report.figures import threshold_curves
-from sparsevd.report.pareto import make_pareto
+from sparsevd.report.pareto import PARETO_END, PARETO_START, make_pareto, pareto_sentence, weightless_points
 from sparsevd.io import atomic_write_text
 from sparsevd.report.tables import load_paper, update_readme
 
@@ -59,8 +59,10 @@ def main(argv=None) -> int:
     rows_only = sorted((r for r in sweep if r["row"] in ROWS), key=lambda r: ROWS.index(r["row"]))  # stable
     block = (f"{render_bytes(readme_rows(table))}\n{bytes_verdicts(table)} At threshold 3 against the rest of the "
              f"sweep:\n\n{threshold_note(readme_rows(rows_only))}\n")
-    if args.readme and not update_readme(Path(args.readme), block, BYTES_START, BYTES_END):
-        print(f"note: {args.readme} has no {BYTES_START} markers; README not updated", file=sys.stderr)
+    where = pareto_sentence("lenet5", sweep, load_paper(args.paper), weightless_points(args.runs))
+    for text, start, end in ((block, BYTES_START, BYTES_END), (where, PARETO_START, PARETO_END)):
+        if args.readme and not update_readme(Path(args.readme), text, start, end):
+            print(f"note: {args.readme} has no {start} markers; that block is not written", file=sys.stderr)
     print(md)
     return 0
 

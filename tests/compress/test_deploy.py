@@ -90,7 +90,7 @@ def test_compress_writes_the_tables_figures_and_readme_block(tmp_path, data_root
     shutil.copytree(RECORDS[0], runs / "seed0")
     shutil.copytree(RECORDS[0], runs / "seed7")  # a later seed: in the tables, not in the README
     readme = tmp_path / "README.md"
-    readme.write_text("a\n<!-- bytes:start -->\nSTALE\n<!-- bytes:end -->\nb\n")
+    readme.write_text("a\n<!-- bytes:start -->\nSTALE\n<!-- bytes:end -->\nb\n<!-- pareto:start -->\nSTALE\n<!-- pareto:end -->\n")
     proc = subprocess.run([sys.executable, "scripts/compress.py", "--runs", str(tmp_path / "runs"), "--out",
                            str(tmp_path / "out"), "--readme", str(readme)], cwd=REPO, capture_output=True,
                           text=True, timeout=600)
@@ -103,6 +103,7 @@ def test_compress_writes_the_tables_figures_and_readme_block(tmp_path, data_root
     net = json.loads((RECORDS[0] / "final.json").read_text())["config"]["model"]["name"]
     assert (tmp_path / "out" / "figures" / f"threshold_{net}.png").stat().st_size > 10_000
     assert (tmp_path / "out" / "figures" / f"pareto_{net}.png").stat().st_size > 10_000
+    assert "the paper's 0.75 % at 280× on the test set" in text or "No LeNet-5-Caffe sweep yet" in text
     assert len((tmp_path / "out" / "threshold.csv").read_text().splitlines()) == 1 + 2 * 19
     # the verdicts and the threshold-3 line are generated from the measured table and sweep
     final = _final(RECORDS[0])

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from sparsevd.report.figures import random_labels
-from sparsevd.report.pareto import make_pareto, mean_curves
+from sparsevd.report.pareto import make_pareto, mean_curves, pareto_sentence, weightless_points
 from sparsevd.report.tables import load_records
 from conftest import PAPER, fake_record
 
@@ -54,3 +54,24 @@ def test_random_label_figure_needs_random_label_records(tmp_path):
     records = load_records(runs, warn=pytest.fail)
     assert random_labels({"lenet300_sparsevd": records["lenet300_sparsevd"]}, tmp_path) is None
     assert random_labels(records, tmp_path).name == "random_labels.png"
+
+
+def test_the_pareto_sentence_names_the_points_nearest_the_papers(tmp_path):
+    paper = yaml.safe_load(PAPER.read_text())  # lenet5_sparsevd: 0.75 % at 280x
+    sweep = [sweep_row("lenet5_sparsevd", s, t, e, c) for s, t, e, c in
+             [(0, 3.0, 0.90, 260.0), (0, 1.0, 0.86, 300.0), (1, 3.0, 0.80, 250.0), (1, 1.0, 0.92, 310.0)]]
+    sweep += [sweep_row("lenet300_sparsevd", 0, 3.0, 0.5, 900.0, model="lenet300")]  # another net: ignored
+    text = pareto_sentence("lenet5", sweep, paper)
+    assert text.startswith("No LeNet-5-Caffe recipe of ours reaches the paper's 0.75 % at 280×")
+    assert "at 0.75 % or less" not in text  # no record is that accurate
+    assert "0.89 % on a seed-mean curve (lenet5_sparsevd at threshold 1, 305×)" in text
+    assert "0.86 % on a single record (lenet5_sparsevd seed 0 at threshold 1, 300×)" in text
+    runs = tmp_path / "runs"
+    fake_record(runs, "lenet5_sparsevd_old", 0, 0.74, 290.0, [70.0, 98.0, 99.8])  # no weights: a threshold-3 point
+    fake_record(runs, "lenet5_dense", 0, 0.60, 1.0, [0.0, 0.0, 0.0])
+    points = weightless_points(runs)
+    assert [(p["row"], p["test_error"]) for p in points] == [("lenet5_sparsevd_old", 0.74)]
+    text = pareto_sentence("lenet5", sweep, paper, points)
+    assert text.startswith("1 of our LeNet-5-Caffe recipes reach the paper's 0.75 % at 280× on the test set on some "
+                           "record, e.g. lenet5_sparsevd_old seed 0 at threshold 3, 290×")
+    assert "0.74 % on a single record" in text and "0.89 % on a seed-mean curve" in text

@@ -110,6 +110,67 @@ def search_figure(net: str, curves: dict, paper: dict, out: Path, dense_val: flo
     return _save(fig, out / f"search_{net}.png")
 
 
+PARETO_START, PARETO_END = "<!-- pareto:start -->", "<!-- pareto:end -->"
+
+
+def _point(r: dict) -> str:
+    return f"{r['row']} seed {r['seed']} at threshold {r['threshold']:g}, {r['compression']:.0f}×"
+
+
+def weightless_points(runs_dir: Path) -> list[dict]:
+    """Sweep-like rows (threshold 3 only) for the sparse records that have no weights to sweep."""
+    from .tables import load_records
+
+    out = []
+    for row, finals in load_records(Path(runs_dir), warn=lambda msg: None).items():
+        for f in finals:
+            cfg = f["config"]
+            if cfg["method"]["name"] == "dense" or (Path(f["record"]) / "weights.safetensors").is_file():
+                continue
+            data = cfg.get("data", {})
+            out.append({"row": row, "seed": f["seed"], "threshold": 3.0, "test_error": f["metrics"]["test_error"],
+                        "compression": f["metrics"]["compression"],
+                        "model": cfg.get("model", {}).get("name", row.split("_")[0]),
+                        "dataset": data.get("name", "mnist"), "labels": data.get("labels", "original")})
+    return out
+
+
+def pareto_sentence(net: str, sweep: list[dict], paper: dict, points: list[dict] = ()) -> str:
+    """Where ``net``'s MNIST records sit against the paper's SparseVD point, on the test set: the most
+    compressed point at or under the paper's error, and the lowest error at or over its compression, for
+    single records (``sweep`` rows and the threshold-3 ``points`` of records without weights) and for
+    seed-mean curves (``sweep`` only)."""
+    spec = paper["rows"][f"{net}_sparsevd"]
+    err, comp = spec["error"], spec["compression"]
+    ours = [r for r in sweep if r.get("model") == net and r.get("dataset", "mnist") == "mnist"
+            and r.get("labels", "original") == "original"]
+    mine = ours + [r for r in points if r.get("model") == net and r.get("dataset", "mnist") == "mnist"
+                   and r.get("labels", "original") == "original"]
+    name = NETS[net]
+    if not mine:
+        return f"No {name} sweep yet (`make compress` after training a sparse {net} row).\n"
+    both = [r for r in mine if r["test_error"] <= err and r["compression"] >= comp]
+    head = (f"{len({r['row'] for r in both})} of our {name} recipes reach the paper's {err:g} % at {comp:g}× on the "
+            f"test set on some record, e.g. {_point(max(both, key=lambda r: r['compression']))}" if both else
+            f"No {name} recipe of ours reaches the paper's {err:g} % at {comp:g}× on the test set")
+    under = [r for r in mine if r["test_error"] <= err]
+    over = [r for r in mine if r["compression"] >= comp]
+    parts = []
+    if under:
+        best = max(under, key=lambda r: r["compression"])
+        parts.append(f"at {err:g} % or less the most compressed record is {_point(best)} ({best['test_error']:.2f} %)")
+    if over:
+        best = min(over, key=lambda r: (r["test_error"], -r["compression"]))
+        curves = [(row, p) for row, c in mean_curves(ours).items() for p in c if p[1] >= comp]
+        line = ""
+        if curves:
+            row, p = min(curves, key=lambda rp: (rp[1][2], -rp[1][1]))
+            line = f"{p[2]:.2f} % on a seed-mean curve ({row} at threshold {p[0]:g}, {p[1]:.0f}×) and "
+        parts.append(f"at {comp:g}× or more the lowest error is {line}{best['test_error']:.2f} % on a single "
+                     f"record ({_point(best)})")
+    return head + ("; " + "; ".join(parts) if parts else "") + ".\n"
+
+
 def make_pareto(sweep: list[dict], runs_dir: Path, paper: dict, out: Path) -> list[Path]:
     """Both Pareto figures and the validation-search figure from the sweep rows (``row``, ``seed``,
     ``threshold``, ``test_error``, ``compression``, optional ``val_error``, ``dataset``, ``labels``) and
