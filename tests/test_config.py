@@ -198,6 +198,8 @@ VARIANTS = {
        for v in ("march2017", "glorot_conv", "clip_noise_conv", "kl_warmup50", "no_train_clip", "log_sigma2_init")},
     "lenet5_sparsevd_pretrained_noisy_val10k": ("lenet5_sparsevd_pretrained",
                                                 {"data.val_size", "method.log_sigma2_init", "trainer.epochs"}),
+    "lenet5_sparsevd_pretrained_noisy_lr10_val10k": ("lenet5_sparsevd_pretrained_noisy_val10k",
+                                                     {"optim.log_sigma2_lr_scale"}),
     "lenet5_dense_val10k": ("lenet5_dense", {"data.val_size"}),
     "lenet300_dense_random_labels": ("lenet300_dense", {"data.labels"}),
     "lenet300_sparsevd_random_labels": ("lenet300_sparsevd", {"data.labels"}),
