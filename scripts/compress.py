@@ -2,7 +2,7 @@
 
     python scripts/compress.py        # writes results/compression.{md,csv}, results/threshold.csv,
                                       # results/figures/threshold_<net>.png, pareto_<net>.png,
-                                      # search_<net>.png and the README's bytes block
+                                      # search_<net>.png and the README's bytes and pareto blocks
                                       # (there: each MNIST row's first seed with weights)
 
 For each record of the sparse Table 1 rows: the exported file stage by stage (pruning only; + index
@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=Path, default=Path("results/runs"))
     p.add_argument("--out", type=Path, default=Path("results"))
-    p.add_argument("--readme", default="README.md", help="README whose bytes block to rewrite ('' to skip)")
+    p.add_argument("--readme", default="README.md", help="README whose bytes and pareto blocks to rewrite ('' to skip)")
     p.add_argument("--paper", type=Path, default=Path("results/paper.yaml"))
     args = p.parse_args(argv)
     folders = records_with_weights(args.runs)

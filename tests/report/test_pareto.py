@@ -64,14 +64,20 @@ def test_the_pareto_sentence_names_the_points_nearest_the_papers(tmp_path):
     text = pareto_sentence("lenet5", sweep, paper)
     assert text.startswith("No LeNet-5-Caffe recipe of ours reaches the paper's 0.75 % at 280×")
     assert "at 0.75 % or less" not in text  # no record is that accurate
-    assert "0.89 % on a seed-mean curve (lenet5_sparsevd at threshold 1, 305×)" in text
+    assert "0.89 % on a curve averaged over seeds (lenet5_sparsevd, 2 seeds, at threshold 1, 305×)" in text
     assert "0.86 % on a single record (lenet5_sparsevd seed 0 at threshold 1, 300×)" in text
     runs = tmp_path / "runs"
     fake_record(runs, "lenet5_sparsevd_old", 0, 0.74, 290.0, [70.0, 98.0, 99.8])  # no weights: a threshold-3 point
+    fake_record(runs, "lenet5_sparsevd_few", 0, 0.70, 200.0, [70.0, 98.0, 99.8])
     fake_record(runs, "lenet5_dense", 0, 0.60, 1.0, [0.0, 0.0, 0.0])
     points = weightless_points(runs)
-    assert [(p["row"], p["test_error"]) for p in points] == [("lenet5_sparsevd_old", 0.74)]
-    text = pareto_sentence("lenet5", sweep, paper, points)
-    assert text.startswith("1 of our LeNet-5-Caffe recipes reach the paper's 0.75 % at 280× on the test set on some "
+    assert sorted((p["row"], p["test_error"]) for p in points) == [("lenet5_sparsevd_few", 0.7), ("lenet5_sparsevd_old", 0.74)]
+    other_data = {**points[0], "row": "fashion_lenet5_x", "dataset": "fashion_mnist", "test_error": 0.1, "compression": 900.0}
+    text = pareto_sentence("lenet5", sweep, paper, points + [other_data])  # another dataset: ignored
+    assert text.startswith("1 of our LeNet-5-Caffe recipes reaches the paper's 0.75 % at 280× on the test set on some "
                            "record, e.g. lenet5_sparsevd_old seed 0 at threshold 3, 290×")
-    assert "0.74 % on a single record" in text and "0.89 % on a seed-mean curve" in text
+    assert "at 0.75 % or less the most compressed record is lenet5_sparsevd_old seed 0 at threshold 3, 290× (0.74 %)" in text
+    assert "0.74 % on a single record" in text and "0.89 % on a curve averaged over seeds" in text
+    # a row with a seed that has no weights has no seed-mean curve: its sweep is one seed's
+    points.append({**points[0], "row": "lenet5_sparsevd", "seed": 2, "test_error": 0.95, "compression": 250.0})
+    assert "averaged over seeds" not in pareto_sentence("lenet5", sweep, paper, points)

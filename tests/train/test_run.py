@@ -288,14 +288,22 @@ def test_init_from_a_record_folder_copies_its_weights(tmp_path):
             p.normal_()
     save_weights(dense, tmp_path / "weights.safetensors")
     (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(run_config("experiment=lenet5_dense")))
+    (tmp_path / "final.json").write_text(json.dumps({"metrics": {"epoch": 37}}))
     svd = build_model("lenet5", "sparsevd")
     info = init_means(svd, "lenet5", tmp_path)
     for name, p in dense.named_parameters():
         assert torch.equal(dict(svd.named_parameters())[name], p), name
-    assert info["identity"] == {"model": "lenet5", "method": "dense", "data": "mnist"} and info["epoch"] == 200
+    assert info["identity"] == {"model": "lenet5", "method": "dense", "data": "mnist"} and info["epoch"] == 37
     assert info["weights_sha256"] == hashlib.sha256((tmp_path / "weights.safetensors").read_bytes()).hexdigest()
     with pytest.raises(ConfigError, match="holds a lenet5 run, not lenet300"):
         init_means(build_model("lenet300", "sparsevd"), "lenet300", tmp_path)
+    (tmp_path / "config.yaml").write_text("model: [unclosed")
+    with pytest.raises(ConfigError, match="model.init_from=.*not a readable record"):
+        init_means(build_model("lenet5", "sparsevd"), "lenet5", tmp_path)
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(run_config("experiment=lenet5_dense")))
     (tmp_path / "weights.safetensors").write_bytes(b"not a weights file")
     with pytest.raises(ConfigError, match="model.init_from=.*cannot read weights"):
+        init_means(build_model("lenet5", "sparsevd"), "lenet5", tmp_path)
+    (tmp_path / "weights.safetensors").unlink()
+    with pytest.raises(ConfigError, match="holds neither checkpoint.pt nor weights.safetensors; pass a run folder"):
         init_means(build_model("lenet5", "sparsevd"), "lenet5", tmp_path)

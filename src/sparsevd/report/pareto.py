@@ -118,7 +118,7 @@ def _point(r: dict) -> str:
 
 
 def weightless_points(runs_dir: Path) -> list[dict]:
-    """Sweep-like rows (threshold 3 only) for the sparse records that have no weights to sweep."""
+    """Sweep-like rows (the record's own threshold only) for the sparse records that have no weights to sweep."""
     from .tables import load_records
 
     out = []
@@ -128,7 +128,8 @@ def weightless_points(runs_dir: Path) -> list[dict]:
             if cfg["method"]["name"] == "dense" or (Path(f["record"]) / "weights.safetensors").is_file():
                 continue
             data = cfg.get("data", {})
-            out.append({"row": row, "seed": f["seed"], "threshold": 3.0, "test_error": f["metrics"]["test_error"],
+            out.append({"row": row, "seed": f["seed"], "threshold": float(cfg["method"].get("threshold", 3.0)),
+                        "test_error": f["metrics"]["test_error"],
                         "compression": f["metrics"]["compression"],
                         "model": cfg.get("model", {}).get("name", row.split("_")[0]),
                         "dataset": data.get("name", "mnist"), "labels": data.get("labels", "original")})
@@ -150,7 +151,8 @@ def pareto_sentence(net: str, sweep: list[dict], paper: dict, points: list[dict]
     if not mine:
         return f"No {name} sweep yet (`make compress` after training a sparse {net} row).\n"
     both = [r for r in mine if r["test_error"] <= err and r["compression"] >= comp]
-    head = (f"{len({r['row'] for r in both})} of our {name} recipes reach the paper's {err:g} % at {comp:g}× on the "
+    n = len({r["row"] for r in both})
+    head = (f"{n} of our {name} recipes {'reaches' if n == 1 else 'reach'} the paper's {err:g} % at {comp:g}× on the "
             f"test set on some record, e.g. {_point(max(both, key=lambda r: r['compression']))}" if both else
             f"No {name} recipe of ours reaches the paper's {err:g} % at {comp:g}× on the test set")
     under = [r for r in mine if r["test_error"] <= err]
@@ -161,11 +163,16 @@ def pareto_sentence(net: str, sweep: list[dict], paper: dict, points: list[dict]
         parts.append(f"at {err:g} % or less the most compressed record is {_point(best)} ({best['test_error']:.2f} %)")
     if over:
         best = min(over, key=lambda r: (r["test_error"], -r["compression"]))
-        curves = [(row, p) for row, c in mean_curves(ours).items() for p in c if p[1] >= comp]
+        seeds = {}  # a seed-mean curve: every seed of the row has weights, and there are several
+        for r in ours:
+            seeds.setdefault(r["row"], set()).add(r["seed"])
+        whole = {row for row, k in seeds.items() if len(k) > 1 and row not in {p["row"] for p in points}}
+        curves = [(row, p) for row, c in mean_curves(ours).items() if row in whole for p in c if p[1] >= comp]
         line = ""
         if curves:
             row, p = min(curves, key=lambda rp: (rp[1][2], -rp[1][1]))
-            line = f"{p[2]:.2f} % on a seed-mean curve ({row} at threshold {p[0]:g}, {p[1]:.0f}×) and "
+            line = (f"{p[2]:.2f} % on a curve averaged over seeds ({row}, {len(seeds[row])} seeds, at threshold "
+                    f"{p[0]:g}, {p[1]:.0f}×) and ")
         parts.append(f"at {comp:g}× or more the lowest error is {line}{best['test_error']:.2f} % on a single "
                      f"record ({_point(best)})")
     return head + ("; " + "; ".join(parts) if parts else "") + ".\n"

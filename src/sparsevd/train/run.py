@@ -108,7 +108,10 @@ def init_means(model, model_name: str, source: Path) -> dict:
 
     Returns what the record keeps of the source: its path, epoch, identity, file SHA-256 and the copied names.
     """
-    if not (source / CHECKPOINT).is_file() and (source / WEIGHTS).is_file():
+    if not (source / CHECKPOINT).is_file():
+        if not (source / WEIGHTS).is_file():
+            raise ConfigError(f"model.init_from={source} holds neither {CHECKPOINT} nor {WEIGHTS}; pass a run "
+                              f"folder or a record folder (results/runs/<row>/seed<k>) of a trained model={model_name}")
         return _init_from_record(model, model_name, source)
     state, digest = read_checkpoint(source / CHECKPOINT)
     trained = (state.get("identity") or {}).get("model")
@@ -120,11 +123,14 @@ def init_means(model, model_name: str, source: Path) -> dict:
 def _init_from_record(model, model_name: str, source: Path) -> dict:
     try:
         trained, cfg = load_record(source)
-    except (WeightsError, ConfigError) as exc:
-        raise ConfigError(f"model.init_from={source}: {exc}") from None
-    copied = _copy(model, model_name, source, cfg["model"]["name"], trained.state_dict())
-    identity = {"model": cfg["model"]["name"], "method": cfg["method"]["name"], "data": cfg["data"]["name"]}
-    return {"run": str(source), "epoch": cfg["trainer"]["epochs"], "identity": identity,
+        identity = validate(cfg).identity
+        epoch = ((_read_json(source / "final.json") or {}).get("metrics") or {}).get("epoch")
+    except (WeightsError, ConfigError, yaml.YAMLError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise ConfigError(f"model.init_from={source}: not a readable record ({first}); pass a record folder "
+                          f"with its config.yaml and {WEIGHTS}") from None
+    copied = _copy(model, model_name, source, identity["model"], trained.state_dict())
+    return {"run": str(source), "epoch": epoch, "identity": identity,
             "weights_sha256": hashlib.sha256((source / WEIGHTS).read_bytes()).hexdigest(), "copied": copied}
 
 
