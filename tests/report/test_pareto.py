@@ -81,3 +81,16 @@ def test_the_pareto_sentence_names_the_points_nearest_the_papers(tmp_path):
     # a row with a seed that has no weights has no seed-mean curve: its sweep is one seed's
     points.append({**points[0], "row": "lenet5_sparsevd", "seed": 2, "test_error": 0.95, "compression": 250.0})
     assert "averaged over seeds" not in pareto_sentence("lenet5", sweep, paper, points)
+
+
+def test_a_curve_missing_seeds_without_weights_says_so(tmp_path, monkeypatch):
+    import sparsevd.report.pareto as pareto
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        fake_record(runs, "lenet5_sparsevd_x", seed, 0.9, 250.0, [70.0, 98.0, 99.8])
+    drawn = {}
+    monkeypatch.setattr(pareto, "pareto_figure", lambda net, curves, points, *a: drawn.setdefault(net, (curves, points)))
+    monkeypatch.setattr(pareto, "search_figure", lambda *a, **k: None)
+    make_pareto([sweep_row("lenet5_sparsevd_x", 0, 3.0, 0.9, 250.0)], runs, yaml.safe_load(PAPER.read_text()), tmp_path)
+    curves, points = drawn["lenet5"]
+    assert list(curves) == ["lenet5_sparsevd_x (1 of 2 seeds with weights)"] and not points

@@ -1,6 +1,7 @@
 """Error against compression for every MNIST row and variant, beside the paper's Table 1.
 
-Each record with weights is a threshold-sweep curve (the mean over its seeds at each threshold);
+Each record with weights is a threshold-sweep curve (the mean over its seeds at each threshold; the label
+says so when some seeds of the row have no weights and so are not in it);
 a record without weights is the one point it reports at threshold 3. The paper's SparseVD point and
 its other methods (pruning, DNS, SWS: Table 1 of Molchanov et al. 2017, as ``results/paper.yaml``
 quotes them) are labelled points; the dense row's mean error is a dashed line.
@@ -201,7 +202,10 @@ def make_pareto(sweep: list[dict], runs_dir: Path, paper: dict, out: Path) -> li
                 dense += [f["metrics"]["test_error"] for f in finals] if row == f"{net}_dense" else []
                 dense_val += [f["metrics"]["val_error"] for f in finals if row == f"{net}_dense_val10k"]
                 continue
-            if row not in curves:
+            swept = len({r["seed"] for r in mine if r["row"] == row})
+            if row in curves and swept < len(finals):  # a curve of the seeds that have weights, said so
+                curves[f"{row} ({swept} of {len(finals)} seeds with weights)"] = curves.pop(row)
+            elif row not in curves:
                 n = len(finals)
                 points[row] = (sum(f["metrics"]["compression"] for f in finals) / n,
                                sum(f["metrics"]["test_error"] for f in finals) / n, n)
