@@ -208,7 +208,7 @@ def test_init_from_a_dense_run_is_used_and_recorded(tmp_path, data_root):
                                      for d in ("dense", "svd", "fresh"))
     assert svd_err < fresh_err - 5 and svd_err < dense_err + 5  # it starts where the dense run ended
     bad = run_train(tmp_path / "bad", *small, f"model.init_from={tmp_path / 'nowhere'}", data_root=data_root)
-    assert bad.returncode == 2 and "no checkpoint at" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "holds neither checkpoint.pt nor weights.safetensors" in bad.stderr and "Traceback" not in bad.stderr
     assert not list((tmp_path / "bad").iterdir())  # Hydra made the folder; we wrote nothing into it
 
 
