@@ -94,3 +94,17 @@ def test_a_curve_missing_seeds_without_weights_says_so(tmp_path, monkeypatch):
     make_pareto([sweep_row("lenet5_sparsevd_x", 0, 3.0, 0.9, 250.0)], runs, yaml.safe_load(PAPER.read_text()), tmp_path)
     curves, points = drawn["lenet5"]
     assert list(curves) == ["lenet5_sparsevd_x (1 of 2 seeds with weights)"] and not points
+
+
+def test_an_error_far_above_the_papers_point_cuts_the_axis_and_says_so(monkeypatch, tmp_path):
+    import sparsevd.report.pareto as pareto
+    monkeypatch.setattr(pareto, "_save", lambda fig, path: fig)
+    paper = yaml.safe_load(PAPER.read_text())  # lenet5_sparsevd: 0.75 %, so the axis stops at 2.25 %
+    near = {"a": [(3.0, 250.0, 0.9), (1.0, 300.0, 1.0)]}
+    far = {"a": [(3.0, 250.0, 0.9), (-1.0, 330.0, 9.2)]}
+    fig = pareto.pareto_figure("lenet5", far, {}, paper, 0.66, tmp_path)
+    assert fig.axes[0].get_ylim() == (0, 2.25) and "axis cut at 2.25 %" in fig.axes[0].get_ylabel()
+    fig = pareto.search_figure("lenet5", far, paper, tmp_path, 0.69)
+    assert fig.axes[0].get_ylim()[1] == 2.25 and "axis cut at 2.25 %" in fig.axes[0].get_ylabel()
+    fig = pareto.pareto_figure("lenet5", near, {}, paper, 0.66, tmp_path)
+    assert fig.axes[0].get_ylim()[1] < 2.25 and "cut" not in fig.axes[0].get_ylabel()

@@ -47,7 +47,12 @@ def _curve(ax, curve, label: str, **style) -> None:
         ax.plot(at3[0][1], at3[0][2], "o", ms=7, mfc="none", color=line.get_color(), zorder=4)
 
 
-def _axes(ax, ylabel: str, title: str) -> None:
+def _axes(ax, ylabel: str, title: str, cap: float | None = None) -> None:
+    """Log compression axis; the error axis stops at ``cap`` (a point far above it, e.g. a sweep's lowest
+    threshold, would squeeze every curve near the paper's point into a line), and the label says so."""
+    if cap is not None and ax.get_ylim()[1] > cap:
+        ax.set_ylim(0, cap)
+        ylabel = f"{ylabel}, axis cut at {cap:g} %"
     ax.set_xscale("log")
     ticks = [t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
     ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
@@ -89,7 +94,8 @@ def pareto_figure(net: str, curves: dict, points: dict, paper: dict, dense_error
                     xytext=(5, 4), fontsize=8, color="0.3")
     if dense_error is not None:
         ax.axhline(dense_error, ls="--", color="0.5", lw=1, label=f"{net}_dense (ours, mean)")
-    _axes(ax, "test error (%)", f"{NETS[net]} on MNIST: each curve sweeps the threshold on log α (circle: 3)")
+    _axes(ax, "test error (%)", f"{NETS[net]} on MNIST: each curve sweeps the threshold on log α (circle: 3)",
+          3 * spec["error"] if spec.get("error") else None)
     return _save(fig, out / f"pareto_{net}.png")
 
 
@@ -107,7 +113,8 @@ def search_figure(net: str, curves: dict, paper: dict, out: Path, dense_val: flo
     if dense_val is not None:
         ax.axhline(dense_val, ls="--", color="0.5", lw=1, label=f"{net}_dense_val10k (validation)")
     _axes(ax, "validation error (%), last 10,000 training images",
-          f"{NETS[net]}: the recipe search on validation data (circle: log α = 3)")
+          f"{NETS[net]}: the recipe search on validation data (circle: log α = 3)",
+          3 * spec["error"] if spec.get("error") else None)
     return _save(fig, out / f"search_{net}.png")
 
 
