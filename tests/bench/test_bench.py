@@ -10,7 +10,7 @@ import pytest
 from sparsevd.bench.training import forward_macs, train_flops_per_step
 
 from conftest import REPO
-from sparsevd.bench.inference import weights_sha256
+from sparsevd.compress.weights import weights_sha256
 
 
 def check_targets(targets, run):

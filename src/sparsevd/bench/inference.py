@@ -19,7 +19,7 @@ from ..data import raw_input
 from ..compress.deploy import DEFAULT
 from ..compress.export import export, test_time_weight
 from ..core.models import weighted_layers
-from ..compress.weights import WEIGHTS, load_record
+from ..compress.weights import WEIGHTS, load_record, weights_sha256
 
 CALLS = {1: 400, 1000: 8}  # calls per timed block, by batch size
 
@@ -39,12 +39,6 @@ def _block(fn, x, calls: int) -> float:
     for _ in range(calls):
         fn(x)
     return (time.perf_counter() - t0) / calls
-
-
-def weights_sha256(folder: Path) -> str:
-    """What identifies the timed record: the SHA-256 of its weights file (a re-run record changes it)."""
-    import hashlib
-    return hashlib.sha256((Path(folder) / WEIGHTS).read_bytes()).hexdigest()
 
 
 def bench_record(folder: Path, net: str, repeats: int = 7) -> list[dict]:

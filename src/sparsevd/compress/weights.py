@@ -56,6 +56,12 @@ def save_weights(model: nn.Module, path: Path) -> None:
     atomic_write_bytes(Path(path), save(tensors, metadata=meta))
 
 
+def weights_sha256(folder: Path) -> str:
+    """What identifies a record's trained net: the SHA-256 of its weights file (a re-run record changes it)."""
+    import hashlib
+    return hashlib.sha256((Path(folder) / WEIGHTS).read_bytes()).hexdigest()
+
+
 def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     """The stored tensors and layer layout; WeightsError names the file if it is not one of ours."""
     from safetensors import safe_open

@@ -21,6 +21,12 @@ from .figures import _save  # noqa: E402
 NETS = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5-Caffe"}
 
 
+def on_mnist(rows: list[dict], net: str) -> list[dict]:
+    """The sweep-like rows of ``net`` on MNIST with its true labels."""
+    return [r for r in rows if r.get("model") == net and r.get("dataset", "mnist") == "mnist"
+            and r.get("labels", "original") == "original"]
+
+
 def mean_curves(sweep: list[dict], metric: str = "test_error") -> dict[str, list[tuple[float, float, float]]]:
     """{experiment: [(threshold, mean compression, mean ``metric``), ...]} over the seeds of each
     experiment, at the thresholds every one of its seeds was swept at."""
@@ -151,10 +157,8 @@ def pareto_sentence(net: str, sweep: list[dict], paper: dict, points: list[dict]
     seed-mean curves (``sweep`` only)."""
     spec = paper["rows"][f"{net}_sparsevd"]
     err, comp = spec["error"], spec["compression"]
-    ours = [r for r in sweep if r.get("model") == net and r.get("dataset", "mnist") == "mnist"
-            and r.get("labels", "original") == "original"]
-    mine = ours + [r for r in points if r.get("model") == net and r.get("dataset", "mnist") == "mnist"
-                   and r.get("labels", "original") == "original"]
+    ours = on_mnist(sweep, net)
+    mine = ours + on_mnist(points, net)
     name = NETS[net]
     if not mine:
         return f"No {name} sweep yet (`make compress` after training a sparse {net} row).\n"
@@ -192,11 +196,10 @@ def make_pareto(sweep: list[dict], runs_dir: Path, paper: dict, out: Path) -> li
     the records without weights under ``runs_dir``."""
     from .tables import load_records
 
-    mnist = [r for r in sweep if r.get("dataset", "mnist") == "mnist" and r.get("labels", "original") == "original"]
     records = load_records(Path(runs_dir), warn=lambda msg: None)
     made = []
     for net in NETS:
-        mine = [r for r in mnist if r.get("model") == net]
+        mine = on_mnist(sweep, net)
         curves = mean_curves(mine)
         points, dense, dense_val = {}, [], []
         for row, finals in records.items():

@@ -1,7 +1,6 @@
 """One training run from a resolved config: schema, data, model, fit, record, publish."""
 from __future__ import annotations
 
-import hashlib
 import json
 import shlex
 import sys
@@ -22,7 +21,7 @@ from .checkpoint import load_checkpoint, read_checkpoint, resume_target
 from .tracking import make_tracker
 from .device import DeviceError, resolve_device, seed_everything
 from .trainer import Interrupted, TrainingError, fit, summary_line
-from ..compress.weights import WEIGHTS, WeightsError, load_record, save_weights
+from ..compress.weights import WEIGHTS, WeightsError, load_record, save_weights, weights_sha256
 
 INIT_FROM = "init_from.json"  # where a run keeps which trained run initialised its means
 
@@ -131,7 +130,7 @@ def _init_from_record(model, model_name: str, source: Path) -> dict:
                           f"with its config.yaml and {WEIGHTS}") from None
     copied = _copy(model, model_name, source, identity["model"], trained.state_dict())
     return {"run": str(source), "epoch": epoch, "identity": identity,
-            "weights_sha256": hashlib.sha256((source / WEIGHTS).read_bytes()).hexdigest(), "copied": copied}
+            "weights_sha256": weights_sha256(source), "copied": copied}
 
 
 def _copy(model, model_name: str, source: Path, trained: str | None, state: dict) -> list[str]:
