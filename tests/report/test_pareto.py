@@ -108,3 +108,18 @@ def test_an_error_far_above_the_papers_point_cuts_the_axis_and_says_so(monkeypat
     assert fig.axes[0].get_ylim()[1] == 2.25 and "axis cut at 2.25 %" in fig.axes[0].get_ylabel()
     fig = pareto.pareto_figure("lenet5", near, {}, paper, 0.66, tmp_path)
     assert fig.axes[0].get_ylim()[1] < 2.25 and "cut" not in fig.axes[0].get_ylabel()
+
+
+def test_the_second_panel_zooms_on_the_papers_point_and_holds_the_legend(monkeypatch, tmp_path):
+    import sparsevd.report.pareto as pareto
+    monkeypatch.setattr(pareto, "_save", lambda fig, path: fig)
+    paper = yaml.safe_load(PAPER.read_text())  # lenet5_sparsevd: 0.75 % at 280x
+    curves = {"a": [(3.0, 250.0, 0.9), (-1.0, 330.0, 9.2)], "b": [(3.0, 5.0, 0.7)]}
+    for fig in (pareto.pareto_figure("lenet5", curves, {"c": (290.0, 0.8, 1)}, paper, 0.66, tmp_path),
+                pareto.search_figure("lenet5", curves, paper, tmp_path, 0.66)):
+        whole, near = fig.axes
+        assert near.get_xlim() == pytest.approx((140.0, 560.0))  # half to twice the paper's compression
+        assert near.get_ylim() == pytest.approx((0.66 - 0.15, 1.2))  # from under the dense error to 1.6 x 0.75 %
+        assert whole.get_xlim()[0] < 5.0 and whole.get_legend() is None
+        labels = [t.get_text() for t in near.get_legend().get_texts()]
+        assert "a" in labels and "b" in labels and any(t.startswith("paper: SparseVD") for t in labels)

@@ -4,7 +4,8 @@ Each record with weights is a threshold-sweep curve (the mean over its seeds at 
 says so when some seeds of the row have no weights and so are not in it);
 a record without weights is the one point it reports at threshold 3. The paper's SparseVD point and
 its other methods (pruning, DNS, SWS: Table 1 of Molchanov et al. 2017, as ``results/paper.yaml``
-quotes them) are labelled points; the dense row's mean error is a dashed line.
+quotes them) are labelled points; the dense row's mean error is a dashed line. Each figure has two
+panels: the whole sweep, and the same curves near the paper's SparseVD point, where they crowd.
 """
 from __future__ import annotations
 
@@ -53,14 +54,15 @@ def _curve(ax, curve, label: str, **style) -> None:
         ax.plot(at3[0][1], at3[0][2], "o", ms=7, mfc="none", color=line.get_color(), zorder=4)
 
 
-def _axes(ax, ylabel: str, title: str, cap: float | None = None) -> None:
+def _axes(ax, ylabel: str, title: str, cap: float | None = None,
+          ticks=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)) -> None:
     """Log compression axis; the error axis stops at ``cap`` (a point far above it, e.g. a sweep's lowest
     threshold, would squeeze every curve near the paper's point into a line), and the label says so."""
     if cap is not None and ax.get_ylim()[1] > cap:
         ax.set_ylim(0, cap)
         ylabel = f"{ylabel}, axis cut at {cap:g} %"
     ax.set_xscale("log")
-    ticks = [t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    ticks = [t for t in ticks if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
     ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}×"))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
@@ -68,7 +70,25 @@ def _axes(ax, ylabel: str, title: str, cap: float | None = None) -> None:
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+
+
+def _two_panels(draw, spec: dict, floor: float | None, ylabel: str, title: str):
+    """The whole sweep on the left; on the right the same curves near the paper's point (half to twice its
+    compression, its error ± 60 %, down to below ``floor``, the dense net's error), where the curves that
+    matter crowd together on the left panel. ``draw(ax)`` draws every curve and point on one panel."""
+    fig, (ax, near) = plt.subplots(1, 2, figsize=(12.0, 4.6), gridspec_kw={"wspace": 0.22})
+    draw(ax)
+    draw(near)
+    err, comp = spec.get("error"), spec.get("compression")
+    _axes(ax, ylabel, title, 3 * err if err else None)
+    if err and comp:
+        low = min(err, floor if floor is not None else err)
+        near.set_xlim(comp / 2, comp * 2)
+        near.set_ylim(max(0.0, low - 0.2 * err), 1.6 * err)
+    _axes(near, ylabel, "near the paper's point", None,
+          ticks=(20, 30, 40, 50, 70, 100, 150, 200, 300, 400, 500, 700, 1000))
+    near.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return fig
 
 
 def pareto_figure(net: str, curves: dict, points: dict, paper: dict, dense_error: float | None, out: Path) -> Path:
@@ -76,7 +96,6 @@ def pareto_figure(net: str, curves: dict, points: dict, paper: dict, dense_error
 
     ``curves``: {experiment: mean sweep}; ``points``: {experiment: (compression, error, seeds)} for
     records without weights; ``paper``: results/paper.yaml's content."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
     rows = sorted(set(curves) | set(points))
     table_rows = [r for r in rows if r in (f"{net}_sparsevd", f"{net}_ard")]
     styles, others = {}, plt.get_cmap("tab20").colors[4:]  # tab20 after the two blues and two oranges of the rows
@@ -84,24 +103,27 @@ def pareto_figure(net: str, curves: dict, points: dict, paper: dict, dense_error
         main = row in table_rows
         styles[row] = dict(color="C0" if row == f"{net}_sparsevd" else "C1" if row == f"{net}_ard" else others[i % len(others)],
                            lw=2.2 if main else 1.0, alpha=1.0 if main else 0.8, zorder=3 if main else 2)
-    for row in rows:
-        st = styles[row]
-        if row in curves:
-            _curve(ax, curves[row], row, **st)
-        else:
-            comp, err, n = points[row]
-            ax.plot(comp, err, "s", ms=6, color=st["color"], label=f"{row} (log α = 3 only)", zorder=st["zorder"])
     spec = paper["rows"].get(f"{net}_sparsevd", {})
-    if spec.get("compression"):
-        ax.plot(spec["compression"], spec["error"], "*", ms=16, color="k", zorder=5, label="paper: SparseVD")
-    for other in paper.get("other_methods", {}).get(net, []):
-        ax.plot(other["compression"], other["error"], "D", ms=6, color="0.45", zorder=4)
-        ax.annotate(f"paper: {other['method']}", (other["compression"], other["error"]), textcoords="offset points",
-                    xytext=(5, 4), fontsize=8, color="0.3")
-    if dense_error is not None:
-        ax.axhline(dense_error, ls="--", color="0.5", lw=1, label=f"{net}_dense (ours, mean)")
-    _axes(ax, "test error (%)", f"{NETS[net]} on MNIST: each curve sweeps the threshold on log α (circle: 3)",
-          3 * spec["error"] if spec.get("error") else None)
+
+    def draw(ax):
+        for row in rows:
+            st = styles[row]
+            if row in curves:
+                _curve(ax, curves[row], row, **st)
+            else:
+                comp, err, n = points[row]
+                ax.plot(comp, err, "s", ms=6, color=st["color"], label=f"{row} (log α = 3 only)", zorder=st["zorder"])
+        if spec.get("compression"):
+            ax.plot(spec["compression"], spec["error"], "*", ms=16, color="k", zorder=5, label="paper: SparseVD")
+        for other in paper.get("other_methods", {}).get(net, []):
+            ax.plot(other["compression"], other["error"], "D", ms=6, color="0.45", zorder=4)
+            ax.annotate(f"paper: {other['method']}", (other["compression"], other["error"]),
+                        textcoords="offset points", xytext=(5, 4), fontsize=8, color="0.3")
+        if dense_error is not None:
+            ax.axhline(dense_error, ls="--", color="0.5", lw=1, label=f"{net}_dense (ours, mean)")
+
+    fig = _two_panels(draw, spec, dense_error, "test error (%)",
+                      f"{NETS[net]} on MNIST: each curve sweeps the threshold on log α (circle: 3)")
     return _save(fig, out / f"pareto_{net}.png")
 
 
@@ -110,17 +132,18 @@ def search_figure(net: str, curves: dict, paper: dict, out: Path, dense_val: flo
     the dense net's validation error on the same split, drawn as a line."""
     if not curves:
         return None
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    for i, (row, c) in enumerate(sorted(curves.items())):
-        _curve(ax, c, row, color=f"C{i % 10}")
     spec = paper["rows"].get(f"{net}_sparsevd", {})
-    if spec.get("compression"):
-        ax.plot(spec["compression"], spec["error"], "*", ms=16, color="k", label="paper: SparseVD (test)")
-    if dense_val is not None:
-        ax.axhline(dense_val, ls="--", color="0.5", lw=1, label=f"{net}_dense_val10k (validation)")
-    _axes(ax, "validation error (%), last 10,000 training images",
-          f"{NETS[net]}: the recipe search on validation data (circle: log α = 3)",
-          3 * spec["error"] if spec.get("error") else None)
+
+    def draw(ax):
+        for i, (row, c) in enumerate(sorted(curves.items())):
+            _curve(ax, c, row, color=f"C{i % 10}")
+        if spec.get("compression"):
+            ax.plot(spec["compression"], spec["error"], "*", ms=16, color="k", label="paper: SparseVD (test)")
+        if dense_val is not None:
+            ax.axhline(dense_val, ls="--", color="0.5", lw=1, label=f"{net}_dense_val10k (validation)")
+
+    fig = _two_panels(draw, spec, dense_val, "validation error (%), last 10,000 training images",
+                      f"{NETS[net]}: the recipe search on validation data (circle: log α = 3)")
     return _save(fig, out / f"search_{net}.png")
 
 
