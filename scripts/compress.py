@@ -2,7 +2,8 @@
 
     python scripts/compress.py        # writes results/compression.{md,csv}, results/threshold.csv,
                                       # results/figures/threshold_<net>.png, pareto_<net>.png,
-                                      # search_<net>.png and the README's bytes and pareto blocks
+                                      # search_<net>.png, search_<net>.md (the recipe search on
+                                      # validation data) and the README's bytes and pareto blocks
                                       # (there: each MNIST row's first seed with weights)
 
 For each record of the sparse Table 1 rows: the exported file stage by stage (pruning only; + index
@@ -20,6 +21,7 @@ from sparsevd.compress.deploy import (BYTES_END, BYTES_START, ROWS, bytes_verdic
                                       threshold_note, threshold_sweep)
 from sparsevd.report.figures import threshold_curves
 from sparsevd.report.pareto import PARETO_END, PARETO_START, make_pareto, pareto_sentence, weightless_points
+from sparsevd.report.search import write_search_tables
 from sparsevd.io import atomic_write_text
 from sparsevd.report.tables import load_paper, update_readme
 
@@ -56,6 +58,7 @@ def main(argv=None) -> int:
     for net, sweeps in by_net.items():
         threshold_curves(sweeps, args.out / "figures", net.removeprefix("mnist_"))
     make_pareto(sweep, args.runs, load_paper(args.paper), args.out / "figures")
+    write_search_tables(sweep, load_paper(args.paper), args.out)
     rows_only = sorted((r for r in sweep if r["row"] in ROWS), key=lambda r: ROWS.index(r["row"]))  # stable
     block = (f"{render_bytes(readme_rows(table))}\n{bytes_verdicts(table)} At threshold 3 against the rest of the "
              f"sweep:\n\n{threshold_note(readme_rows(rows_only))}\n")
