@@ -204,6 +204,7 @@ VARIANTS = {
     "lenet5_sparsevd_pretrained_noisy_lr10_val10k": ("lenet5_sparsevd_pretrained_noisy_val10k",
                                                      {"optim.log_sigma2_lr_scale"}),
     "lenet5_dense_val10k": ("lenet5_dense", {"data.val_size"}),
+    "lenet300_dense_val10k": ("lenet300_dense", {"data.val_size"}),
     "lenet300_dense_random_labels": ("lenet300_dense", {"data.labels"}),
     "lenet300_sparsevd_random_labels": ("lenet300_sparsevd", {"data.labels"}),
     "lenet300_ard_talk": ("lenet300_ard", {"trainer.epochs", "kl.start", "kl.warmup", "optim.schedule",
