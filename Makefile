@@ -27,10 +27,10 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,onnx]'
 	@touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install sparsevd with its pins (idempotent)
+install: $(STAMP) ## create .venv and install sparsevd with its pins and the dev and onnx extras (idempotent)
 
 test: $(STAMP) ## run the test suite
 	$(PY) -m pytest -q
@@ -56,14 +56,15 @@ notebook: $(STAMP) ## re-execute notebooks/results.ipynb (the records) and noteb
 	nbformat.write(nb, path)" $$nb || exit 1; done
 
 RECORD ?= results/runs/lenet300_sparsevd/seed0
-FILE ?= outputs/export/$(notdir $(patsubst %/,%,$(dir $(RECORD))))_$(notdir $(RECORD)).svd
-export: $(STAMP) ## export a record to one compact file: make export RECORD=results/runs/lenet5_sparsevd/seed0 FILE=net.svd
-	$(PY) scripts/export.py $(RECORD) --out $(FILE)
+FORMAT ?= svd
+FILE ?= outputs/export/$(notdir $(patsubst %/,%,$(dir $(RECORD))))_$(notdir $(RECORD)).$(FORMAT)
+export: $(STAMP) ## export a record to one compact file: make export RECORD=results/runs/lenet5_sparsevd/seed0 FILE=net.svd (FORMAT=onnx: as ONNX)
+	$(PY) scripts/export.py $(RECORD) --out $(FILE) --format $(FORMAT)
 
-compress: $(STAMP) ## bytes of the sparse Table 1 rows stage by stage, threshold sweep of every sparse record with weights, Pareto figures; writes results/compression.*, threshold.csv, figures
+compress: $(STAMP) ## bytes of the sparse Table 1 rows stage by stage (and as ONNX), threshold sweep of every sparse record with weights, Pareto figures; writes results/compression.*, threshold.csv, figures
 	$(PY) scripts/compress.py
 
-bench: $(STAMP) ## time training epochs vs a plain reference and pytorch-ard, and inference of exported files; writes results/bench.json (DEVICE=cuda: results/bench_cuda.json)
+bench: $(STAMP) ## time training epochs vs a plain reference and pytorch-ard, and inference of exported files (torch, onnxruntime); writes results/bench.json (DEVICE=cuda: results/bench_cuda.json)
 	$(PY) -m pip install -q --no-deps "pytorch-ard==0.2.4"
 	$(PY) scripts/bench.py $(if $(DEVICE),--device $(DEVICE) --out results/bench_$(DEVICE).json)
 

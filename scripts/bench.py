@@ -19,7 +19,8 @@ from sparsevd.bench.training import (N_TRAIN, cli_epoch_seconds, eval_seconds, m
                                      peak_memory_mib, profile_table, recipe_options, summarize, time_cases)
 from sparsevd.train.device import keep_freed_memory
 from sparsevd.core import kernels
-from sparsevd.bench.inference import bench_inference
+from sparsevd.bench.inference import INFERENCE_END, INFERENCE_START, bench_inference, inference_block, inference_table
+from sparsevd.compress.onnx import version as onnxruntime_version
 from sparsevd.io import atomic_write_json
 from sparsevd.records import cpu_name, git_info
 from sparsevd.report.tables import update_readme
@@ -115,7 +116,8 @@ def main(argv=None) -> int:
         "command": " ".join(["python scripts/bench.py", *(argv if argv is not None else sys.argv[1:])]),
         "machine": machine(device),
         "settings": {"batch": 100, "steps_per_block": steps, "repeats": args.repeats, "compiled": compiled,
-                     "pytorch_ard": with_ard_lib, "epoch": "median block time x 600 steps"},
+                     "pytorch_ard": with_ard_lib, "epoch": "median block time x 600 steps",
+                     "inference_repeats": args.inference_repeats},
         "cases": rows, **extras, "targets": targets_met(rows, extras),
     }
     show(report)
@@ -169,10 +171,12 @@ def _dense_row(name: str, r: dict) -> str:
 
 
 def render(report: dict, readme: str, docs: str) -> None:
-    """The README's bench block (a summary) and docs/performance.md's (the full table)."""
+    """The README's bench block (a summary) and inference block (beside the export), and
+    docs/performance.md's bench block (the full table)."""
     report = {**report, "targets": targets_met(report["cases"], report)}
     if readme and Path(readme).exists():
         update_readme(Path(readme), summary(report), BENCH_START, BENCH_END)
+        update_readme(Path(readme), inference_block(report), INFERENCE_START, INFERENCE_END)
     if docs and Path(docs).exists():
         update_readme(Path(docs), markdown(report), BENCH_START, BENCH_END)
 
@@ -180,6 +184,7 @@ def render(report: dict, readme: str, docs: str) -> None:
 def machine(device) -> dict:
     return {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
             "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "torch": str(torch.__version__),
+            "onnxruntime": onnxruntime_version(),
             "python": platform.python_version(), "git": git_info()}
 
 
@@ -203,8 +208,9 @@ def show(report: dict) -> None:
         print(f"{r['case']:32s} {r['s_per_epoch']:8.2f} {r['samples_per_s']:10.0f} {r['x_reference']:6.2f} "
               f"{r['x_our_dense']:8.2f} {vs:>7s} {r['gflops']:8.1f}")
     for r in extras.get("inference", {}).values():
+        ort = f", onnxruntime {r['onnxruntime_ms']:.3f} ms, {r['onnxruntime_speedup']:.1f}x" if "onnxruntime_ms" in r else ""
         print(f"inference {r['net']} batch {r['batch']:>4}: masked dense {r['masked_dense_ms']:.3f} ms, "
-              f"exported {r['exported_ms']:.3f} ms, {r['speedup']:.1f}x")
+              f"exported {r['exported_ms']:.3f} ms, {r['speedup']:.1f}x{ort} ({r.get('threads', '?')} threads)")
     for name, r in extras.get("cli", {}).items():
         print(f"scripts/train.py {name}: {r['s_per_epoch']:.2f} s/epoch, {r['x_reference']:.2f}x reference dense, "
               f"{r['x_dense_row']:.2f}x its dense row's scripts/train.py epoch ({r['dense_row_s_per_epoch']:.2f} s)")
@@ -224,14 +230,6 @@ def _headline(report: dict) -> str:
 def _targets(report: dict) -> list[str]:
     return [f"- {'✓' if t['met'] else '✗' if t['met'] is False else '—'} {t['target']}: "
             f"{'not run' if t.get('value') is None else format(t['value'], '.2f')}" for t in report["targets"]]
-
-
-def _inference(report: dict) -> list[str]:
-    if not report.get("inference"):
-        return []
-    return (["| net | batch | masked dense (ms) | exported file (ms) | speed-up |", "|---|---:|---:|---:|---:|"]
-            + [f"| {r['net']} | {r['batch']} | {r['masked_dense_ms']:.3f} | {r['exported_ms']:.3f} | "
-               f"{r['speedup']:.1f}× |" for r in report["inference"].values()] + [""])
 
 
 def summary(report: dict) -> str:
@@ -273,8 +271,10 @@ def markdown(report: dict) -> str:
                   "machine that runs one kind slower than the other moves the first ratio; the second compares two "
                   "epochs of `scripts/train.py`.", ""]
     if report.get("inference"):
-        lines += ["Inference on CPU (`torch.inference_mode`), the masked dense net against its default export:", ""]
-    return "\n".join(lines + _inference(report) + _timed_records(report) + [""] + _targets(report)) + "\n"
+        lines += ["Inference on CPU (`torch.inference_mode`), the masked dense net against its default export, and "
+                  "that export's network as ONNX in onnxruntime (as many intra-op threads as torch):", ""]
+    table = inference_table(list(report.get("inference", {}).values()))
+    return "\n".join(lines + table + _timed_records(report) + [""] + _targets(report)) + "\n"
 
 
 if __name__ == "__main__":

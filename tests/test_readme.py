@@ -1,4 +1,4 @@
-"""The README's code runs as printed: the own-model snippet on a tiny net, and the loading line."""
+"""The README's code runs as printed: the own-model snippet on a tiny net, and the loading lines (torch, onnxruntime)."""
 import re
 
 import torch
@@ -34,3 +34,14 @@ def test_the_loading_snippet_runs_unchanged(tmp_path, monkeypatch):
     namespace = {"images": torch.rand(3, 1, 28, 28)}
     exec(python_block("## Get the compressed model"), namespace)
     assert namespace["logits"].shape == (3, 10)
+
+
+def test_the_onnx_snippet_runs_unchanged(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    net = sparsevd.sparsify(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)))
+    sparsevd.export(net, "net.onnx", format="onnx")
+    sparsevd.export(net, "net.svd")
+    images = torch.rand(3, 1, 28, 28)
+    namespace = {"images": images.numpy()}
+    exec(python_block("**As ONNX**"), namespace)
+    torch.testing.assert_close(torch.from_numpy(namespace["logits"]), sparsevd.load("net.svd")(images), rtol=0, atol=1e-4)

@@ -69,6 +69,10 @@ def test_bench_smoke_writes_a_complete_report(tmp_path, data_root):
     inference = report["inference"]  # from the committed lenet300_sparsevd record's weights
     assert set(inference) == {"lenet300/1", "lenet300/1000"}
     assert all(r["speedup"] > 0 and r["file_bytes"] > 0 for r in inference.values())
+    threads = report["machine"]["threads"]  # onnxruntime in the same interleaved run, with torch's thread count
+    assert all(r["onnxruntime_speedup"] > 0 and r["onnx_bytes"] > r["file_bytes"] for r in inference.values())
+    assert {(r["threads"], r["onnxruntime_threads"]) for r in inference.values()} == {(threads, threads)}
+    assert report["machine"]["onnxruntime"] and report["settings"]["inference_repeats"] == 1
     assert {r["weights_sha256"] for r in inference.values()} == {weights_sha256(REPO / "results/runs/lenet300_sparsevd/seed0")}
     cli = report["cli"]["lenet300_sparsevd"]  # a real scripts/train.py epoch, and its dense row's
     assert cli["s_per_epoch"] > 0 and cli["dense_row_s_per_epoch"] > 0
@@ -81,17 +85,21 @@ def test_render_rewrites_only_the_bench_section_from_the_json(tmp_path):
     readme, docs = tmp_path / "README.md", tmp_path / "performance.md"
     for page in (readme, docs):
         page.write_text("intro\n<!-- bench:start -->\nstale\n<!-- bench:end -->\nafter\n")
+    readme.write_text(readme.read_text() + "<!-- inference:start -->\nstale\n<!-- inference:end -->\nend\n")
     proc = subprocess.run([sys.executable, "scripts/bench.py", "--render", "--readme", str(readme), "--docs", str(docs)],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     committed = json.loads((REPO / "results/bench.json").read_text())
     for page in (readme, docs):
         text = page.read_text()
-        assert text.startswith("intro\n<!-- bench:start -->\n") and text.endswith("<!-- bench:end -->\nafter\n")
+        assert text.startswith("intro\n<!-- bench:start -->\n") and text.endswith(
+            "<!-- bench:end -->\nafter\n" if page == docs else "<!-- inference:end -->\nend\n")
         assert "stale" not in text and committed["command"] in text
     sparsevd = next(c for c in committed["cases"] if c["case"] == "lenet300/ours/sparsevd")
     assert f"lenet300 SparseVD epoch, x reference dense <= 2.3: {sparsevd['x_reference']:.2f}" in readme.read_text()
     assert f"| {committed['cases'][0]['s_per_epoch']:.2f} |" in docs.read_text()  # the full table is in the docs
+    first = next(iter(committed["inference"].values()))  # the inference block beside the export: its table
+    assert f"| {first['net']} | {first['batch']} | {first['masked_dense_ms']:.3f} |" in readme.read_text()
 
 
 @pytest.mark.slow

@@ -86,6 +86,8 @@ def test_export_cli_writes_the_file_and_refuses_bad_input_in_one_line(tmp_path, 
 
 
 def test_compress_writes_the_tables_figures_and_readme_block(tmp_path, data_root):
+    import csv
+    import io
     runs = tmp_path / "runs" / RECORDS[0].parent.name
     shutil.copytree(RECORDS[0], runs / "seed0")
     shutil.copytree(RECORDS[0], runs / "seed7")  # a later seed: in the tables, not in the README
@@ -100,6 +102,12 @@ def test_compress_writes_the_tables_figures_and_readme_block(tmp_path, data_root
     assert table.count(f"| {row} | 0 |") == table.count(f"| {row} | 7 |") == 3 and "STALE" not in text
     assert text.count(f"| {row} | 0 | + value quantization |") == 1 and f"| {row} | 7 |" not in text
     assert text.count(f"| {row} | 0 |") == 1  # the README shows the default export; compression.md every stage
+    # every stage beside the ONNX file with its values, which predicts what the stage's file predicts
+    rows = [r for r in csv.DictReader(io.StringIO((tmp_path / "out" / "compression.csv").read_text()))
+            if r["seed"] == "0"]
+    assert len(rows) == 3 and all(r["onnx_test_error"] == r["test_error"] for r in rows)
+    assert all(int(r["bytes"]) < int(r["onnx_bytes"]) < int(r["dense_bytes"]) for r in rows)
+    assert "| ONNX bytes | Test error of the ONNX file |" in text and f"| {int(rows[2]['onnx_bytes']):,} |" in text
     net = json.loads((RECORDS[0] / "final.json").read_text())["config"]["model"]["name"]
     assert (tmp_path / "out" / "figures" / f"threshold_{net}.png").stat().st_size > 10_000
     assert (tmp_path / "out" / "figures" / f"pareto_{net}.png").stat().st_size > 10_000

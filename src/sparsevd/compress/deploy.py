@@ -26,30 +26,44 @@ def dense_bytes(model: torch.nn.Module) -> int:
 
 
 @torch.no_grad()
-def file_error(path: Path, u: torch.Tensor, y: torch.Tensor, batch: int = 5000) -> float:
-    """Top-1 test error in percent of an exported file on raw images ``u`` in [0, 1]."""
-    net = load(path)
+def file_error(path: Path, u: torch.Tensor, y: torch.Tensor, batch: int = 5000, format: str = "svd") -> float:
+    """Top-1 test error in percent of an exported file on raw images ``u`` in [0, 1]; an ONNX file
+    (``format="onnx"``) runs in onnxruntime."""
+    if format == "onnx":
+        from .onnx import OnnxNet
+        net = OnnxNet(path)
+    else:
+        net = load(path)
     wrong = sum(int((net(ub).argmax(1) != yb).sum()) for ub, yb in zip(u.split(batch), y.split(batch)))
     return 100.0 * wrong / len(y)
 
 
-def export_record(folder: Path, out: Path, options: ExportOptions = DEFAULT) -> dict:
-    """Export a record or finished run to ``out``; returns its size, the dense bytes and the loaded
-    file's test error (measured on the record's own test set)."""
+def export_record(folder: Path, out: Path, options: ExportOptions = DEFAULT, format: str = "svd") -> dict:
+    """Export a record or finished run to ``out`` (a compact file, or with ``format="onnx"`` an ONNX
+    graph with the same values); returns its size, the dense bytes and the written file's test error
+    (measured on the record's own test set)."""
     model, cfg = load_record(folder)
     scale, mean, u, y = raw_input(cfg["data"])
-    size = export(model, out, scale=scale, mean=mean, options=options)
+    size = export(model, out, format=format, scale=scale, mean=mean, options=options)
     dense = dense_bytes(model)
-    return {"bytes": size, "dense_bytes": dense, "ratio": dense / size, "test_error": file_error(out, u, y)}
+    return {"bytes": size, "dense_bytes": dense, "ratio": dense / size,
+            "test_error": file_error(out, u, y, format=format)}
 
 
 def stage_table(folder: Path, options: ExportOptions = DEFAULT) -> list[dict]:
-    """One row per export stage (pruning only, + index coding, + value quantization)."""
+    """One row per export stage (pruning only, + index coding, + value quantization), each with the
+    ONNX file that holds its values (``onnx_bytes``, ``onnx_test_error``); index coding and LZMA do
+    not touch an ONNX file, so stages with the same values share one."""
     stages = {**STAGES, QUANTIZED: options}
-    rows = []
+    rows, graphs = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for stage, opts in stages.items():
-            rows.append({"stage": stage, **export_record(folder, Path(tmp) / "net.svd", opts)})
+            row = export_record(folder, Path(tmp) / "net.svd", opts)
+            values = (opts.values, opts.bits if opts.values == "codebook" else None)
+            if values not in graphs:
+                graph = export_record(folder, Path(tmp) / "net.onnx", opts, format="onnx")
+                graphs[values] = {"onnx_bytes": graph["bytes"], "onnx_test_error": graph["test_error"]}
+            rows.append({"stage": stage, **row, **graphs[values]})
     return rows
 
 
@@ -121,12 +135,13 @@ def readme_rows(rows: list[dict]) -> list[dict]:
 
 
 def render_bytes(table: list[dict]) -> str:
-    """Markdown of the stage-by-stage bytes table."""
-    lines = ["| Row | Seed | Stage | File bytes | Dense fp32 bytes | Ratio | Test error of the file |",
-             "|---|---|---|---:|---:|---:|---:|"]
+    """Markdown of the stage-by-stage bytes table, each stage beside the ONNX file with its values."""
+    lines = ["| Row | Seed | Stage | File bytes | Dense fp32 bytes | Ratio | Test error of the file | ONNX bytes | "
+             "Test error of the ONNX file |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in table:
         lines.append(f"| {r['row']} | {r['seed']} | {r['stage']} | {r['bytes']:,} | {r['dense_bytes']:,} | "
-                     f"{r['ratio']:.0f}× | {r['test_error']:.2f} % |")
+                     f"{r['ratio']:.0f}× | {r['test_error']:.2f} % | {r['onnx_bytes']:,} | "
+                     f"{r['onnx_test_error']:.2f} % |")
     return "\n".join(lines) + "\n"
 
 

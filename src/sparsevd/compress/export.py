@@ -5,7 +5,8 @@ takes the test-time weights (theta, zeroed where log alpha >= threshold), drops 
 and channel that no longer carries a weight, folds the input preprocessing into the first layer,
 and writes what is left in the format that :mod:`sparsevd.compress.reader` reads: positions as a bitmap
 or delta-coded varints, values fp32 (lossless), fp16 or a per-layer k-means codebook of ``bits``
-bits, and the whole payload LZMA-coded where that pays.
+bits, and the whole payload LZMA-coded where that pays. ``format="onnx"`` writes the same network,
+with the same values, as an ONNX graph instead (:mod:`sparsevd.compress.onnx`).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ __all__ = ["ExportOptions", "ExportError", "export", "export_bytes", "load", "Ex
 VALUES = ("f4", "f2", "codebook")
 INDEX = ("raw", "auto")
 CODECS = ("none", "lzma", "auto")
+FORMATS = ("svd", "onnx")  # the compact file, or its network as an ONNX graph
 
 
 class ExportError(ValueError):
@@ -263,10 +265,19 @@ def export_bytes(model: nn.Module, *, input_shape=(1, 28, 28), scale: float = 1.
     return MAGIC + bytes([VERSION, 1 if use_lzma else 0]) + (packed if use_lzma else payload)
 
 
-def export(model: nn.Module, path: str | Path, **kwargs) -> int:
-    """Write :func:`export_bytes` to ``path`` (atomically); returns the file's size in bytes."""
+def export(model: nn.Module, path: str | Path, format: str = "svd", **kwargs) -> int:
+    """Write :func:`export_bytes` to ``path`` (atomically); returns the file's size in bytes.
+    ``format="onnx"``: the compact file's network as an ONNX graph (:func:`sparsevd.compress.onnx.onnx_bytes`),
+    the same values within the same shrunk shapes, stored dense; needs the onnx extra."""
     from ..io import atomic_write_bytes
+    if format not in FORMATS:
+        raise ExportError(f"format={format!r}; use one of {', '.join(FORMATS)}")
+    if format == "onnx":
+        from .onnx import WRITER, onnx_bytes, require
+        require(*WRITER)  # before any work
     data = export_bytes(model, **kwargs)
+    if format == "onnx":
+        data = onnx_bytes(data, kwargs.get("input_shape", (1, 28, 28)))
     atomic_write_bytes(Path(path), data)
     return len(data)
 
