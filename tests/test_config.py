@@ -279,3 +279,13 @@ def test_every_committed_record_composes_from_its_experiment_config(record):
     experiment = record.split("/")[0]
     now = composed(f"experiment={experiment}", f"seed={saved['seed']}", *init_from(experiment))
     assert _what_it_computes(saved) == _what_it_computes(now)
+
+
+@pytest.mark.parametrize("row", ["lenet300_pruning", "lenet5_pruning", "lenet300_gmp", "lenet5_gmp"])
+def test_a_pruning_row_starts_from_the_dense_record_of_its_seed_and_has_its_recipe_length(row):
+    paper = yaml.safe_load((CONFIGS.parent / "results" / "paper.yaml").read_text())
+    cfg = composed(f"experiment={row}", "seed=2")
+    assert cfg["model"]["init_from"] == f"results/runs/{row.split('_')[0]}_dense/seed2"
+    assert cfg["trainer"]["epochs"] == paper["rows"][row]["epochs"]  # the table's recipe length
+    assert validate(cfg).method.name == "pruning"
+    assert validate(composed(f"experiment={row}", "optim.weight_decay=1e-4")).optim.weight_decay == 1e-4  # Han's L2
