@@ -5,7 +5,8 @@
   each round keeps the same share of the weights still kept, (1/target)^(1/rounds), so the last reaches
   the target; with ``quality`` (``allocation=std``) each round prunes |w| < quality x the layer's std.
 - ``gradual`` (Zhu & Gupta 2017, Eq. 1): sparsity follows their cubic from the dense net to
-  1 - 1/target, one step per event (:func:`sparsevd.core.pruning.kept_fraction`).
+  1 - 1/target, one step per event (:func:`sparsevd.core.pruning.kept_fraction`). Their first step,
+  at t0, prunes s_i = 0 of the weights, i.e. nothing; ours at ``prune_start`` is their t0 + Δt.
 
 Pruned weights stay exactly zero: the mask zeroes them in the forward pass, so their gradient is zero,
 and when a mask changes the pruned entries of the parameter and of Adam's moments are zeroed as well,
