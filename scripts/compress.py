@@ -6,11 +6,12 @@
                                       # validation data) and the README's bytes and pareto blocks
                                       # (there: each MNIST row's first seed with weights)
 
-For each record of the sparse Table 1 rows: the exported file stage by stage (pruning only; + index
-coding; + value quantization, the default export). For every sparse record with weights, rows and
-variants alike: the test error (and, with a validation split, the validation error) and compression
-at thresholds on log alpha from -1 to the clip in steps of 0.5, without retraining. The Pareto figures
-put those curves beside the paper's Table 1.
+For each record of the sparse Table 1 rows (magnitude pruning's too): the exported file stage by stage
+(pruning only; + index coding; + value quantization, the default export). For every sparse record with
+weights, rows and variants alike: the test error (and, with a validation split, the validation error)
+and compression at thresholds on log alpha from -1 to the clip in steps of 0.5, without retraining; a
+magnitude-pruned record is the one point it was trained to. The Pareto figures put those curves beside
+the paper's Table 1.
 """
 import argparse
 import sys
@@ -47,9 +48,9 @@ def main(argv=None) -> int:
         print(f"{row} seed {seed}: threshold sweep ...", file=sys.stderr, flush=True)
         rows, cfg = threshold_sweep(folder)
         where = {"model": cfg["model"]["name"], "dataset": cfg["data"]["name"],
-                 "labels": cfg["data"].get("labels", "original")}
+                 "labels": cfg["data"].get("labels", "original"), "method": cfg["method"]["name"]}
         sweep += [{"row": row, "seed": seed, **where, **r} for r in rows]
-        if folder in folders:  # the per-record threshold figures keep to the Table 1 rows
+        if folder in folders and len(rows) > 1:  # the threshold figures: the Table 1 rows that have a threshold
             by_net.setdefault(f"{cfg['data']['name']}_{cfg['model']['name']}", {})[f"{row} seed {seed}"] = rows
     md = render_bytes(table)
     atomic_write_text(args.out / "compression.md", md)

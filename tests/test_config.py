@@ -24,8 +24,9 @@ def composed(*overrides):
 
 
 def init_from(option: str) -> list[str]:
-    """A *_pretrained experiment needs a trained run's folder, which any string passes at compose time."""
-    return ["model.init_from=/some/run"] if "_pretrained" in option else []
+    """A *_pretrained experiment and method=pruning need a trained run's folder, which any string passes at
+    compose time (the pruning experiments name their dense record themselves)."""
+    return ["model.init_from=/some/run"] if "_pretrained" in option or option == "pruning" else []
 
 
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
@@ -66,7 +67,7 @@ def test_experiment_rows_carry_the_authors_recipe():
     ("method.clip_noise=fc", "method.clip_noise='fc' must be null, conv or all"),
     ("model.init=xavier", "model.init='xavier' must be one of torch|normal|lasagne"),
     ("method.clip_noise=conv method.train_clip=false", "add method.train_clip=true"),
-    ("optim.weight_decay=1e-4", "is for dense baselines; method=sparsevd is regularised by its KL term"),
+    ("optim.weight_decay=1e-4", "is for dense and pruned nets; method=sparsevd is regularised by its KL term"),
     ("method.log_alpha_clip=0", "method.log_alpha_clip=0.0 must be a number in (0, 20.0]"),
     ("method.log_alpha_clip=2", "method.threshold=3.0 must not exceed method.log_alpha_clip=2"),
     ("method.log_alpha_clip=1e9", "method.log_alpha_clip=1000000000.0 must be a number"),
@@ -75,6 +76,15 @@ def test_experiment_rows_carry_the_authors_recipe():
     ("method=ard method.kl_fit=march2017", "is a fit of the log-uniform prior's KL; use it with method=sparsevd"),
     ("optim.log_sigma2_lr_scale=0", "optim.log_sigma2_lr_scale=0.0 must be finite and > 0"),
     ("kl.start=-3 kl.warmup=2", "kl.start=-3 must be a whole number of epochs >= -kl.warmup (-2)"),
+    ("method=pruning", "method=pruning prunes a trained net; pass model.init_from=<record folder of a trained dense lenet300"),
+    ("experiment=lenet5_gmp method.schedule=cubic", "method.schedule='cubic'; use method.schedule=han|gradual"),
+    ("experiment=lenet5_gmp method.allocation=layer", "method.allocation='layer'; use method.allocation=uniform|erk|global|std"),
+    ("experiment=lenet5_gmp method.quality=0.5", "takes one of method.target_compression (e.g. 12) and method.quality"),
+    ("experiment=lenet5_gmp method.target_compression=null method.quality=0.5", "use it with method.schedule=han"),
+    ("experiment=lenet5_pruning method.target_compression=1", "method.target_compression=1.0 must be a finite number > 1"),
+    ("experiment=lenet5_pruning method.rounds=0", "method.rounds=0 must be a whole number >= 1"),
+    ("experiment=lenet5_gmp trainer.epochs=20", "epoch method.prune_start + (method.rounds - 1) x method.prune_every = 29"),
+    ("method.allocation=erk", "method.allocation is an option of method=pruning; drop it for method=sparsevd"),
 ])
 def test_bad_values_are_rejected(override, needle):
     with pytest.raises(ConfigError, match=re.escape(needle)):
@@ -205,6 +215,12 @@ VARIANTS = {
                                                      {"optim.log_sigma2_lr_scale"}),
     "lenet5_dense_val10k": ("lenet5_dense", {"data.val_size"}),
     "lenet300_dense_val10k": ("lenet300_dense", {"data.val_size"}),
+    # magnitude pruning: the rows on the validation split start from the dense net trained beside it
+    **{f"{net}_{row}_val10k": (f"{net}_{row}", {"data.val_size", "model.init_from"})
+       for net in ("lenet300", "lenet5") for row in ("pruning", "gmp")},
+    **{f"{net}_gmp_{split}_val10k": (f"{net}_gmp_val10k", {"method.allocation"})
+       for net in ("lenet300", "lenet5") for split in ("uniform", "global")},
+    **{f"{net}_gmp_{t}x": (f"{net}_gmp", {"method.target_compression"}) for net in ("lenet300", "lenet5") for t in (20, 500)},
     "lenet300_dense_random_labels": ("lenet300_dense", {"data.labels"}),
     "lenet300_sparsevd_random_labels": ("lenet300_sparsevd", {"data.labels"}),
     "lenet300_ard_talk": ("lenet300_ard", {"trainer.epochs", "kl.start", "kl.warmup", "optim.schedule",
@@ -266,3 +282,13 @@ def test_every_committed_record_composes_from_its_experiment_config(record):
     experiment = record.split("/")[0]
     now = composed(f"experiment={experiment}", f"seed={saved['seed']}", *init_from(experiment))
     assert _what_it_computes(saved) == _what_it_computes(now)
+
+
+@pytest.mark.parametrize("row", ["lenet300_pruning", "lenet5_pruning", "lenet300_gmp", "lenet5_gmp"])
+def test_a_pruning_row_starts_from_the_dense_record_of_its_seed_and_has_its_recipe_length(row):
+    paper = yaml.safe_load((CONFIGS.parent / "results" / "paper.yaml").read_text())
+    cfg = composed(f"experiment={row}", "seed=2")
+    assert cfg["model"]["init_from"] == f"results/runs/{row.split('_')[0]}_dense/seed2"
+    assert cfg["trainer"]["epochs"] == paper["rows"][row]["epochs"]  # the table's recipe length
+    assert validate(cfg).method.name == "pruning"
+    assert validate(composed(f"experiment={row}", "optim.weight_decay=1e-4")).optim.weight_decay == 1e-4  # Han's L2

@@ -16,6 +16,7 @@ from typing import Any, Optional
 from omegaconf import MISSING
 
 from .core.models import CLIP_NOISE, INIT_SCHEMES, KL_FITS, METHODS, MODELS
+from .core.pruning import ALLOCATIONS, SCHEDULES
 from .data import DATASETS, LABELS, NUM_TRAIN, PREPROCESSING
 from .records import CHECKPOINT
 
@@ -25,13 +26,15 @@ LOSS_SCALES = ("sum", "mean")
 
 MAX_LOG_ALPHA_CLIP = 20.0  # above ~20, alpha * theta^2 stops being a variance float32 can carry usefully
 SCHEMA = "sparsevd_schema"  # the name configs/train.yaml's defaults list extends
+PRUNING_OPTIONS = ("schedule", "allocation", "target_compression", "quality", "rounds", "prune_start", "prune_every")
 
 
 # The one migration step for configs of older records: options added since, with the value that
 # reproduces those records, and options whose null once stood for a value.
 ADDED_OPTIONS = {"data.val_size": 0, "method.clip_noise": None, "model.init_from": None, "optim.weight_decay": 0.0,
                  "method.log_alpha_clip": 8.0, "trainer.compile": False,
-                 "method.kl_fit": "eq14", "data.labels": "original", "optim.log_sigma2_lr_scale": 1.0}
+                 "method.kl_fit": "eq14", "data.labels": "original", "optim.log_sigma2_lr_scale": 1.0,
+                 **{f"method.{key}": None for key in PRUNING_OPTIONS}}
 NULL_MEANT = {"method.log_alpha_clip": 8.0, "optim.weight_decay": 0.0}
 REMOVED_OPTIONS = ("optim.name",)  # it only ever said adam
 
@@ -84,6 +87,14 @@ class Method:
     clip_noise: Optional[str] = None
     log_alpha_clip: float = MISSING
     kl_fit: str = MISSING          # eq14 | march2017 (core.models.KL_FITS)
+    # method=pruning only (core.pruning); null for the other methods
+    schedule: Optional[str] = None            # han | gradual (SCHEDULES)
+    allocation: Optional[str] = None          # uniform | erk | global | std (ALLOCATIONS)
+    target_compression: Optional[float] = None  # weights / nonzero weights at the end, biases excluded
+    quality: Optional[float] = None           # han with allocation=std: threshold = quality x the layer's std
+    rounds: Optional[int] = None              # pruning events: prune-retrain rounds (han), steps of the cubic (gradual)
+    prune_start: Optional[int] = None         # 0-based epoch of the first event
+    prune_every: Optional[int] = None         # epochs between events
 
 
 @dataclass
@@ -188,6 +199,7 @@ def validate(cfg: dict) -> Config:
     c = _typed(Config, upgrade_config(cfg))
     _check_run(c)
     _check_method(c)
+    _check_pruning(c)
     return c
 
 
@@ -257,12 +269,38 @@ def _check_method(c: Config) -> None:
     need(finite(o.weight_decay) and o.weight_decay >= 0, f"optim.weight_decay={o.weight_decay} must be a finite number >= 0")
     need(finite(o.log_sigma2_lr_scale) and o.log_sigma2_lr_scale > 0,
          f"optim.log_sigma2_lr_scale={o.log_sigma2_lr_scale} must be finite and > 0, e.g. 1.0")
-    need(not o.weight_decay or m.name == "dense",
-         f"optim.weight_decay={o.weight_decay} is for dense baselines; method={m.name} is regularised by its KL term")
+    need(not o.weight_decay or m.name in ("dense", "pruning"),
+         f"optim.weight_decay={o.weight_decay} is for dense and pruned nets; method={m.name} is regularised by its KL term")
     need(finite(kl.max) and kl.max >= 0, f"kl.max={kl.max} must be finite and >= 0")
     need(is_int(kl.warmup) and kl.warmup >= 0, "kl.warmup must be a whole number of epochs >= 0")
     need(is_int(kl.start) and kl.start >= -kl.warmup,
          f"kl.start={kl.start} must be a whole number of epochs >= -kl.warmup ({-kl.warmup})")
+
+
+def _check_pruning(c: Config) -> None:
+    """The options of method=pruning: what it starts from, how far and when it prunes."""
+    need, is_int, finite, m = _need, _is_int, _finite, c.method
+    if m.name != "pruning":
+        given = [k for k in PRUNING_OPTIONS if getattr(m, k) is not None]
+        need(not given, f"method.{given[0] if given else ''} is an option of method=pruning; drop it for method={m.name}")
+        return
+    need(c.model.init_from is not None, f"method=pruning prunes a trained net; pass model.init_from=<record folder of "
+                                        f"a trained dense {c.model.name}, e.g. results/runs/{c.model.name}_dense/seed{c.seed}>")
+    need(m.schedule in SCHEDULES, f"method.schedule={m.schedule!r}; use method.schedule={'|'.join(SCHEDULES)}")
+    need(m.allocation in ALLOCATIONS, f"method.allocation={m.allocation!r}; use method.allocation={'|'.join(ALLOCATIONS)}")
+    need((m.target_compression is None) != (m.quality is None),
+         "method=pruning takes one of method.target_compression (e.g. 12) and method.quality; set one, null the other")
+    need(m.target_compression is None or finite(m.target_compression) and m.target_compression > 1,
+         f"method.target_compression={m.target_compression} must be a finite number > 1 (weights / nonzero weights)")
+    need(m.quality is None or finite(m.quality) and m.quality > 0, f"method.quality={m.quality} must be finite and > 0")
+    need(m.quality is None or (m.schedule, m.allocation) == ("han", "std"),
+         "method.quality sets Han's threshold (quality x the layer's std); use it with method.schedule=han "
+         "method.allocation=std, or set method.target_compression instead")
+    for key, low in (("rounds", 1), ("prune_start", 0), ("prune_every", 1)):
+        need(is_int(getattr(m, key)) and getattr(m, key) >= low, f"method.{key}={getattr(m, key)} must be a whole number >= {low}")
+    last = m.prune_start + (m.rounds - 1) * m.prune_every
+    need(last < c.trainer.epochs, f"the last pruning event, epoch method.prune_start + (method.rounds - 1) x "
+                                  f"method.prune_every = {last}, must come before trainer.epochs={c.trainer.epochs}")
 
 
 def compose(*overrides: str, config_dir: str | None = None) -> Config:

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from sparsevd.report.figures import random_labels
-from sparsevd.report.pareto import make_pareto, mean_curves, pareto_sentence, weightless_points
+from sparsevd.report.pareto import join_targets, make_pareto, mean_curves, pareto_sentence, weightless_points
 from sparsevd.report.tables import load_records
 from conftest import PAPER, fake_record
 
@@ -123,3 +123,23 @@ def test_the_second_panel_zooms_on_the_papers_point_and_holds_the_legend(monkeyp
         assert whole.get_xlim()[0] < 5.0 and whole.get_legend() is None
         labels = [t.get_text() for t in near.get_legend().get_texts()]
         assert "a" in labels and "b" in labels and any(t.startswith("paper: SparseVD") for t in labels)
+
+
+def test_pruned_records_are_points_and_one_recipes_targets_join_into_a_curve(monkeypatch, tmp_path):
+    import sparsevd.report.pareto as pareto
+    curves = {"lenet5_gmp": [(None, 263.0, 1.0)], "lenet5_gmp_20x": [(None, 20.0, 0.7)],
+              "lenet5_gmp_500x": [(None, 500.0, 2.0)], "lenet5_pruning": [(None, 12.0, 0.8)],
+              "lenet5_sparsevd": [(3.0, 250.0, 0.9), (2.0, 300.0, 1.0)]}
+    joined = join_targets(curves)
+    assert joined == {"lenet5_gmp (3 target compressions)": [(None, 20.0, 0.7), (None, 263.0, 1.0), (None, 500.0, 2.0)],
+                      "lenet5_pruning": [(None, 12.0, 0.8)], "lenet5_sparsevd": curves["lenet5_sparsevd"]}
+    monkeypatch.setattr(pareto, "_save", lambda fig, path: fig)
+    fig = pareto.pareto_figure("lenet5", joined, {}, yaml.safe_load(PAPER.read_text()), 0.66, tmp_path)
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    assert lines["lenet5_pruning"].get_marker() == "P" and len(lines["lenet5_gmp (3 target compressions)"].get_xdata()) == 3
+    assert lines["lenet5_sparsevd"].get_marker() == "."
+    # the sentence on the paper's SparseVD point speaks of the variational records only
+    sweep = [sweep_row("lenet5_gmp", 0, None, 0.5, 300.0, method="pruning"),
+             sweep_row("lenet5_sparsevd", 0, 3.0, 0.9, 250.0, method="sparsevd")]
+    text = pareto_sentence("lenet5", sweep, yaml.safe_load(PAPER.read_text()))
+    assert text.startswith("No LeNet-5-Caffe recipe of ours reaches") and "lenet5_gmp" not in text

@@ -245,3 +245,20 @@ def test_variants_with_a_validation_split_show_their_validation_error(runs, tmp_
     cells = {x.split(" | ")[0][2:]: x.split(" | ") for x in variants if x.startswith("| lenet")}
     assert cells["lenet5_sparsevd_val10k"][val] == "0.93" and cells["lenet5_sparsevd_val10k"][val - 1] == "0.85"
     assert cells["lenet300_dense_wd"][val] == "—"
+
+
+def test_the_pruning_rows_show_hans_numbers_a_verdict_and_both_trainings(tmp_path):
+    for seed, error in enumerate((1.55, 1.60, 1.58)):
+        d = fake_record(tmp_path, "lenet300_pruning", seed, error, 12.5, [92.0, 91.0, 74.0], epochs=40)
+        final = json.loads((d / "final.json").read_text())
+        final["config"]["method"] = {"name": "pruning"}
+        final["init_from"] = {"epoch": 200, "identity": {"model": "lenet300", "method": "dense", "data": "mnist"}}
+        (d / "final.json").write_text(json.dumps(final))
+    paper = load_paper(PAPER)
+    md = render_markdown(build_rows(load_records(tmp_path), paper), paper)
+    cells = table_line(md, "LeNet-300-100", "Pruning").split(" | ")
+    assert cells[2:5] == ["3", "40 (+200 dense)", "1.59"]  # its own epochs and the dense run's it started from
+    assert cells[9] == "12×" and cells[11].startswith("✓")  # Han et al.'s 1.59 % at 12x: mean 1.58 % at 12.5x
+    assert "| lenet300_pruning | 0 | 40 (+200 dense) | 1.55 |" in md and "Quick run" not in md
+    assert table_line(md, "LeNet-5-Caffe", "Pruning").split(" | ")[4] == "0.77"
+    assert table_line(md, "LeNet-300-100", "Gradual magnitude pruning").split(" | ")[2] == "—"

@@ -76,6 +76,19 @@ def _wait_for_lines(path, n, proc, timeout=300):
     raise AssertionError(f"{path} never reached {n} lines")
 
 
+def kill_after_epochs(cmd, outputs, env, epochs=2):
+    """Start ``cmd``, a run under ``outputs``, and SIGKILL it once it has logged ``epochs`` epochs; its run folder."""
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(outputs.rglob("metrics.jsonl")):
+        time.sleep(0.05)
+    (run_dir,) = [p.parent for p in outputs.rglob("metrics.jsonl")]
+    _wait_for_lines(run_dir / "metrics.jsonl", epochs, proc)
+    proc.kill()
+    proc.wait()
+    return run_dir
+
+
 @pytest.mark.slow
 def test_kill_at_epoch_2_then_resume_gives_identical_final_metrics(tmp_path, data_root, reference_run):
     env = {**os.environ, "SPARSEVD_DATA": str(data_root), "WANDB_MODE": "disabled"}
@@ -143,14 +156,7 @@ def test_malicious_checkpoint_is_refused(tmp_path):
 def test_resume_auto_finds_the_unfinished_run_of_the_same_config(tmp_path, data_root, reference_run):
     env = {**os.environ, "SPARSEVD_DATA": str(data_root), "WANDB_MODE": "disabled"}
     cmd = [sys.executable, "scripts/train.py", *SMALL, f"outputs={tmp_path}"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and not list(tmp_path.rglob("metrics.jsonl")):
-        time.sleep(0.05)
-    (first_dir,) = [p.parent for p in tmp_path.rglob("metrics.jsonl")]
-    _wait_for_lines(first_dir / "metrics.jsonl", 2, proc)
-    proc.kill()
-    proc.wait()
+    first_dir = kill_after_epochs(cmd, tmp_path, env)
     # A different config is not a match; the same one is found and finished.
     other = run_train(tmp_path / "x", *SMALL, "seed=1", f"outputs={tmp_path}", "resume=auto", "trainer.epochs=1",
                       data_root=data_root)

@@ -75,18 +75,26 @@ def thresholds(clip: float, start: float = -1.0, step: float = 0.5) -> list[floa
 def threshold_sweep(folder: Path, at: list[float] | None = None) -> tuple[list[dict], dict]:
     """Test error, compression and sparsity at thresholds from -1 up to the clip, in steps of 0.5
     (or at the thresholds ``at``), from one trained record; returns the rows and the record's config.
-    A record trained with a validation split (``data.val_size``) gets its ``val_error`` too."""
+    A record trained with a validation split (``data.val_size``) gets its ``val_error`` too.
+
+    A magnitude-pruned record (method=pruning) has no log alpha: its sweep is the one point it was
+    trained to, with an empty threshold. Its curve on the Pareto figures joins the records of one
+    schedule at several target compressions, each retrained to its masks, rather than pruning one
+    record further without retraining."""
     from ..data import load_dataset
 
     model, cfg = load_record(folder)
     layers = svdo_layers(model)
-    if not layers:
+    pruned = cfg["method"]["name"] == "pruning"
+    if not layers and not pruned:
         raise ValueError(f"{folder}: a dense record has no log alpha to threshold")
     d = cfg["data"]
     data = load_dataset(d["name"], d["root"], d["preprocess"], d.get("train_size"), "cpu", d.get("val_size", 0),
                         d.get("labels", "original"))
+    if pruned or at is None:
+        at = [None] if pruned else thresholds(layers[0].log_alpha_clip)
     rows = []
-    for t in thresholds(layers[0].log_alpha_clip) if at is None else at:
+    for t in at:
         for layer in layers:
             layer.threshold = t
         m = evaluate(model, data.x_test, data.y_test)
@@ -101,7 +109,8 @@ __all__ = ["dense_bytes", "file_error", "export_record", "stage_table", "thresho
 
 # ---- the compression report: bytes table and threshold sweep of every record with weights ----
 BYTES_START, BYTES_END = "<!-- bytes:start -->", "<!-- bytes:end -->"
-ROWS = ("lenet300_sparsevd", "lenet300_ard", "lenet5_sparsevd", "lenet5_ard",
+ROWS = ("lenet300_sparsevd", "lenet300_ard", "lenet300_pruning", "lenet300_gmp",
+        "lenet5_sparsevd", "lenet5_ard", "lenet5_pruning", "lenet5_gmp",
         "fashion_lenet300_sparsevd", "fashion_lenet300_ard", "fashion_lenet5_sparsevd", "fashion_lenet5_ard")
 
 

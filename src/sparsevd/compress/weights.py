@@ -2,8 +2,10 @@
 
 Sparse (SVDO) layers keep only the weights that some threshold up to the log-alpha clip could
 keep, i.e. those with log alpha < clip, as flat int32 indices with theta and log sigma^2 at those
-places; every other weight sits at the clip and is pruned at any threshold. Dense layers and all
-biases are stored whole. Loading rebuilds the exact test-time network (and its log alpha) of the run.
+places; every other weight sits at the clip and is pruned at any threshold. A plain layer that is at
+least half zeros (a magnitude-pruned one) keeps only its nonzero weights, the same way, without log
+sigma^2 (``pruned`` in the layout); other plain layers and all biases are stored whole. Loading
+rebuilds the exact test-time network (and its log alpha) of the run.
 """
 from __future__ import annotations
 
@@ -33,17 +35,22 @@ def weight_tensors(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict]:
     tensors, layers = {}, {}
     for name, layer in weighted_layers(model).items():
         theta = layer.weight.detach().float().cpu()
-        if isinstance(layer, SVDOLayer):
+        sparse = isinstance(layer, SVDOLayer)
+        pruned = not sparse and 2 * int(torch.count_nonzero(theta)) <= theta.numel()
+        if sparse:
             raw = (layer.log_sigma2 - torch.log(layer.weight * layer.weight + 1e-8)).detach().cpu()
             index = torch.nonzero(raw.flatten() < layer.log_alpha_clip).flatten()
+            tensors[f"{name}.log_sigma2"] = layer.log_sigma2.detach().float().cpu().flatten()[index].contiguous()
+        elif pruned:
+            index = torch.nonzero(theta.flatten()).flatten()
+        if sparse or pruned:
             tensors[f"{name}.index"] = index.to(torch.int32)
             tensors[f"{name}.weight"] = theta.flatten()[index].contiguous()
-            tensors[f"{name}.log_sigma2"] = layer.log_sigma2.detach().float().cpu().flatten()[index].contiguous()
         else:
             tensors[f"{name}.weight"] = theta.contiguous()
         if layer.bias is not None:
             tensors[f"{name}.bias"] = layer.bias.detach().float().cpu().contiguous()
-        layers[name] = {"shape": list(layer.weight.shape), "sparse": isinstance(layer, SVDOLayer)}
+        layers[name] = {"shape": list(layer.weight.shape), "sparse": sparse, **({"pruned": True} if pruned else {})}
     return tensors, {"format": FORMAT, "version": VERSION, "layers": json.dumps(layers)}
 
 
@@ -98,22 +105,23 @@ def load_weights(model: nn.Module, path: Path) -> nn.Module:
             raise WeightsError(f"{path}: layer {name} is {spec}, the model's is {list(layer.weight.shape)} "
                                f"({'sparse' if isinstance(layer, SVDOLayer) else 'dense'})")
         try:
-            _fill(layer, name, tensors)
+            _fill(layer, name, tensors, spec.get("pruned", False))
         except (KeyError, RuntimeError, IndexError) as exc:
             raise WeightsError(f"{path}: layer {name} is incomplete or corrupt ({type(exc).__name__})") from None
     return model
 
 
-def _fill(layer: nn.Module, name: str, tensors: dict[str, torch.Tensor]) -> None:
-    if isinstance(layer, SVDOLayer):
+def _fill(layer: nn.Module, name: str, tensors: dict[str, torch.Tensor], pruned: bool) -> None:
+    if isinstance(layer, SVDOLayer) or pruned:
         index = tensors[f"{name}.index"].long()  # flat, in the logical (NCHW) order of the weight
         theta = torch.zeros(layer.weight.numel())
         theta[index] = tensors[f"{name}.weight"]
+        layer.weight.copy_(theta.view(layer.weight.shape))  # copy_ keeps the layer's memory format
+    if isinstance(layer, SVDOLayer):
         log_sigma2 = torch.full((layer.weight.numel(),), ABSENT_LOG_SIGMA2)
         log_sigma2[index] = tensors[f"{name}.log_sigma2"]
-        layer.weight.copy_(theta.view(layer.weight.shape))  # copy_ keeps the layer's memory format
         layer.log_sigma2.copy_(log_sigma2.view(layer.weight.shape))
-    else:
+    elif not pruned:
         layer.weight.copy_(tensors[f"{name}.weight"].view_as(layer.weight))
     if layer.bias is not None:
         layer.bias.copy_(tensors[f"{name}.bias"].view_as(layer.bias))

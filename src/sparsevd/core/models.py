@@ -6,14 +6,14 @@ and add ``configs/model/<name>.yaml``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .layers import LOG_ALPHA_CLIP, Conv2dSVDO, LinearSVDO, SVDOLayer
 
-METHODS = ("dense", "sparsevd", "ard")
+METHODS = ("dense", "sparsevd", "ard", "pruning")  # pruning: plain layers, masked during training (core.pruning)
 PRIOR_OF_METHOD = {"sparsevd": "log_uniform", "ard": "ard"}
 # method.kl_fit -> the prior a sparsevd layer computes its KL with: the paper's Eq. 14, or the fit of
 # the authors' first published code (layers.kl_march2017), whose pruned weights get a constant KL.
@@ -33,7 +33,7 @@ CLIP_NOISE = {None: (), "conv": ("conv",), "all": ("conv", "linear")}
 
 @dataclass
 class LayerFactory:
-    """Makes plain torch layers for ``dense`` and SVDO layers for ``sparsevd`` / ``ard``."""
+    """Makes plain torch layers for ``dense`` and ``pruning``, and SVDO layers for ``sparsevd`` / ``ard``."""
 
     method: str = "sparsevd"
     threshold: float = 3.0
@@ -45,7 +45,7 @@ class LayerFactory:
 
     @property
     def sparse(self) -> bool:
-        return self.method != "dense"
+        return self.method in PRIOR_OF_METHOD
 
     def _svdo_kwargs(self, kind: str) -> dict:
         return dict(threshold=self.threshold, log_sigma2_init=self.log_sigma2_init, train_clip=self.train_clip,
@@ -157,8 +157,9 @@ def build_model(name: str, method: str = "sparsevd", *, init: str = "torch", ini
 
 
 def build_from_config(cfg) -> nn.Module:
-    """The network a validated run config trains, freshly initialised."""
-    options = {k: v for k, v in vars(cfg.method).items() if k != "name"}
+    """The network a validated run config trains, freshly initialised (a pruned net is built plain:
+    its masks are attached by the trainer)."""
+    options = {f.name: getattr(cfg.method, f.name) for f in fields(LayerFactory) if f.name != "method"}
     return build_model(cfg.model.name, cfg.method.name, init=cfg.model.init, init_std=cfg.model.init_std, **options)
 
 

@@ -31,7 +31,7 @@ SEED_STYLES = ("-", "--", ":", "-.")
 ERROR_TICKS = (0.5, 0.6, 0.8, 1, 1.5, 2, 3, 5, 8, 10, 12, 15, 20, 50)
 
 
-METHOD_COLOURS = {"dense": "0.45", "sparsevd": "C0", "ard": "C1"}
+METHOD_COLOURS = {"dense": "0.45", "sparsevd": "C0", "ard": "C1", "pruning": "C2", "gmp": "C3"}  # by row key suffix
 
 
 def _panel_key(key: str) -> tuple[str, str, str]:
@@ -66,7 +66,7 @@ def curves(rows: list[Row], out: Path) -> Path | None:
             continue
         for ax, metric in ((axes[0][col], "test_error"), (axes[1][col], "compression")):
             x, mean, std = _mean_band(hists, metric)
-            colour = METHOD_COLOURS.get(method, "C2")
+            colour = METHOD_COLOURS.get(method, "C4")
             ax.plot(x, mean, color=colour, lw=1.3, label=f"{row.method} ({len(hists)} seed{'s' * (len(hists) > 1)})")
             ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.25, lw=0)
     for col, (dataset, net) in enumerate(panels):

@@ -6,9 +6,14 @@ a record without weights is the one point it reports at threshold 3. The paper's
 its other methods (pruning, DNS, SWS: Table 1 of Molchanov et al. 2017, as ``results/paper.yaml``
 quotes them) are labelled points; the dense row's mean error is a dashed line. Each figure has two
 panels: the whole sweep, and the same curves near the paper's SparseVD point, where they crowd.
+
+A magnitude-pruned record has no threshold to sweep: it is the one point it was trained to (a cross),
+and the rows of one pruning recipe at several target compressions, named ``<row>`` and ``<row>_<k>x``,
+are joined into one curve, so each pruning recipe is a curve of retrained nets beside SparseVD's sweeps.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -46,9 +51,27 @@ def mean_curves(sweep: list[dict], metric: str = "test_error") -> dict[str, list
     return out
 
 
+def join_targets(curves: dict[str, list[tuple]]) -> dict[str, list[tuple]]:
+    """The one-point curves of pruned rows (threshold None) of one recipe, ``<row>`` and ``<row>_<k>x``,
+    joined into one curve ordered by compression; every other curve as it is."""
+    out: dict[str, list[tuple]] = {}
+    families: dict[str, list[str]] = {}
+    for row, curve in curves.items():
+        if all(p[0] is None for p in curve):
+            families.setdefault(re.sub(r"_\d+x$", "", row), []).append(row)
+        else:
+            out[row] = curve
+    for family, rows in families.items():
+        label = family if rows == [family] else f"{family} ({len(rows)} target compressions)"
+        out[label] = sorted((p for row in rows for p in curves[row]), key=lambda p: p[1])
+    return out
+
+
 def _curve(ax, curve, label: str, **style) -> None:
-    """One mean sweep as a line, its threshold-3 point circled."""
-    (line,) = ax.plot([p[1] for p in curve], [p[2] for p in curve], "-", marker=".", ms=3, label=label, **style)
+    """One mean sweep as a line, its threshold-3 point circled; pruned records (no threshold) as crosses."""
+    trained = all(p[0] is None for p in curve)
+    (line,) = ax.plot([p[1] for p in curve], [p[2] for p in curve], "-", marker="P" if trained else ".",
+                      ms=7 if trained else 3, label=label, **style)
     at3 = [p for p in curve if p[0] == 3.0]
     if at3:
         ax.plot(at3[0][1], at3[0][2], "o", ms=7, mfc="none", color=line.get_color(), zorder=4)
@@ -97,11 +120,12 @@ def pareto_figure(net: str, curves: dict, points: dict, paper: dict, dense_error
     ``curves``: {experiment: mean sweep}; ``points``: {experiment: (compression, error, seeds)} for
     records without weights; ``paper``: results/paper.yaml's content."""
     rows = sorted(set(curves) | set(points))
-    table_rows = [r for r in rows if r in (f"{net}_sparsevd", f"{net}_ard")]
-    styles, others = {}, plt.get_cmap("tab20").colors[4:]  # tab20 after the two blues and two oranges of the rows
+    colors = {f"{net}_{m}": c for m, c in (("sparsevd", "C0"), ("ard", "C1"), ("pruning", "C2"), ("gmp", "C3"))}
+    table_rows = [r for r in rows if r.split(" (")[0] in colors]
+    styles, others = {}, plt.get_cmap("tab20").colors[8:]  # tab20 after the blues, oranges, greens and reds of the rows
     for i, row in enumerate(table_rows + [r for r in rows if r not in table_rows]):
         main = row in table_rows
-        styles[row] = dict(color="C0" if row == f"{net}_sparsevd" else "C1" if row == f"{net}_ard" else others[i % len(others)],
+        styles[row] = dict(color=colors[row.split(" (")[0]] if main else others[i % len(others)],
                            lw=2.2 if main else 1.0, alpha=1.0 if main else 0.8, zorder=3 if main else 2)
     spec = paper["rows"].get(f"{net}_sparsevd", {})
 
@@ -167,21 +191,23 @@ def weightless_points(runs_dir: Path) -> list[dict]:
             data = cfg.get("data", {})
             out.append({"row": row, "seed": f["seed"], "threshold": float(cfg["method"].get("threshold", 3.0)),
                         "test_error": f["metrics"]["test_error"],
-                        "compression": f["metrics"]["compression"],
+                        "compression": f["metrics"]["compression"], "method": cfg["method"]["name"],
                         "model": cfg.get("model", {}).get("name", row.split("_")[0]),
                         "dataset": data.get("name", "mnist"), "labels": data.get("labels", "original")})
     return out
 
 
 def pareto_sentence(net: str, sweep: list[dict], paper: dict, points: list[dict] = ()) -> str:
-    """Where ``net``'s MNIST records sit against the paper's SparseVD point, on the test set: the most
+    """Where ``net``'s MNIST records of the variational methods (rows of ``method`` pruning are left out)
+    sit against the paper's SparseVD point, on the test set: the most
     compressed point at or under the paper's error, and the lowest error at or over its compression, for
     single records (``sweep`` rows and the threshold-3 ``points`` of records without weights) and for
     seed-mean curves (``sweep`` only)."""
     spec = paper["rows"][f"{net}_sparsevd"]
     err, comp = spec["error"], spec["compression"]
-    ours = on_mnist(sweep, net)
-    mine = ours + on_mnist(points, net)
+    ours, points = ([r for r in on_mnist(rows, net) if r.get("method") != "pruning"]  # SparseVD's and ARD's
+                    for rows in (sweep, points))
+    mine = ours + points
     name = NETS[net]
     if not mine:
         return f"No {name} sweep yet (`make compress` after training a sparse {net} row).\n"
@@ -242,7 +268,7 @@ def make_pareto(sweep: list[dict], runs_dir: Path, paper: dict, out: Path) -> li
                 n = len(finals)
                 points[row] = (sum(f["metrics"]["compression"] for f in finals) / n,
                                sum(f["metrics"]["test_error"] for f in finals) / n, n)
-        made.append(pareto_figure(net, curves, points, paper, sum(dense) / len(dense) if dense else None, out))
+        made.append(pareto_figure(net, join_targets(curves), points, paper, sum(dense) / len(dense) if dense else None, out))
         fig = search_figure(net, mean_curves([r for r in mine if r.get("val_error") not in (None, "")], "val_error"),
                             paper, out, sum(dense_val) / len(dense_val) if dense_val else None)
         made += [fig] if fig else []

@@ -52,6 +52,16 @@ class Row:
         return sorted({r["metrics"]["epoch"] for r in self.runs})
 
 
+def epochs_text(runs: list[dict]) -> str:
+    """The records' own epochs and, for a run that started from a trained one (``model.init_from``), that
+    run's epochs too: ``40 (+200 dense)`` costs 240 epochs in all."""
+    text = ",".join(map(str, sorted({r["metrics"]["epoch"] for r in runs})))
+    sources = [s for r in runs if isinstance(s := r.get("init_from"), dict) and s.get("epoch")]
+    before = ",".join(map(str, sorted({s["epoch"] for s in sources})))
+    kinds = "/".join(sorted({(s.get("identity") or {}).get("method", "trained") for s in sources}))
+    return f"{text} (+{before} {kinds})" if sources else text
+
+
 def load_records(runs_dir: Path, warn=print) -> dict[str, list[dict]]:
     """All readable final.json under runs_dir, by experiment name; bad ones are named and skipped."""
     out: dict[str, list[dict]] = {}
@@ -138,7 +148,7 @@ def cells(row: Row, target: dict | None = None) -> dict[str, str]:
         "Network": row.network,
         "Method": row.method,
         "Seeds": str(row.n) if row.runs else DASH,
-        "Epochs": ",".join(map(str, row.epochs())) if row.runs else DASH,
+        "Epochs": epochs_text(row.runs) if row.runs else DASH,
         "Paper error %": _num(paper_err),
         "Our error %": err_cell,
         "Δ error": DASH if err is None or paper_err is None else f"{err - paper_err:+.2f}",
@@ -222,7 +232,7 @@ def render_runs(rows: list[Row], first: str = "Row") -> str:
             m, wall = run["metrics"], run.get("wall_time")
             hw, commits = provenance(run)
             val = [f"{m['val_error']:.2f}" if "val_error" in m else DASH] if with_val else []
-            cells = [run["seed"], m["epoch"], f"{m['test_error']:.2f}", *val, f"{m['compression']:.1f}×",
+            cells = [run["seed"], epochs_text([run]), f"{m['test_error']:.2f}", *val, f"{m['compression']:.1f}×",
                      DASH if wall is None else f"{wall / 60:.0f} min", hw, commits]
             lines.append(f"| {row.key} | " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines) + "\n"

@@ -44,6 +44,10 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
     data = load_dataset(d.name, d.root, d.preprocess, d.train_size, device, d.val_size, d.labels)
     model = build_from_config(c).to(device)
     init_info = init_means(model, c.model.name, Path(c.model.init_from)) if c.model.init_from and not resume else None
+    source = ((init_info or {}).get("identity") or {}).get("method", "dense")
+    if c.method.name == "pruning" and source != "dense":
+        raise ConfigError(f"model.init_from={c.model.init_from} holds a method={source} run; method=pruning prunes a "
+                          f"trained dense net: pass a {c.model.name}_dense record")
     kernels.use_compiled(c.trainer.compile)
     final = _fit_and_record(c, cfg, model, data, Path(run_dir), device, env, init_info, bool(resume), list(overrides))
     if dest is not None:
@@ -123,13 +127,14 @@ def _init_from_record(model, model_name: str, source: Path) -> dict:
     try:
         trained, cfg = load_record(source)
         identity = validate(cfg).identity
-        epoch = ((_read_json(source / "final.json") or {}).get("metrics") or {}).get("epoch")
+        final = _read_json(source / "final.json") or {}
+        epoch, seed = (final.get("metrics") or {}).get("epoch"), final.get("seed")
     except (WeightsError, ConfigError, yaml.YAMLError, ValueError, TypeError, KeyError, AttributeError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise ConfigError(f"model.init_from={source}: not a readable record ({first}); pass a record folder "
                           f"with its config.yaml and {WEIGHTS}") from None
     copied = _copy(model, model_name, source, identity["model"], trained.state_dict())
-    return {"run": str(source), "epoch": epoch, "identity": identity,
+    return {"run": str(source), "epoch": epoch, "seed": seed, "identity": identity,
             "weights_sha256": weights_sha256(source), "copied": copied}
 
 

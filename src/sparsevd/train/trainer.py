@@ -18,6 +18,7 @@ from ..io import RecordError, write_jsonl
 from ..records import CHECKPOINT
 from .checkpoint import load_checkpoint, save_checkpoint
 from .device import keep_freed_memory, rng_state, set_rng_state
+from .pruning import Pruner
 
 class TrainingError(RuntimeError):
     """Training cannot go on (a non-finite loss, say); the message names where and what to do."""
@@ -202,6 +203,7 @@ def fit(model: nn.Module, data: Dataset, cfg: Config, run_dir: Path, *,
     Loss (the negative SGVLB, as in the authors' code): N * mean CE + beta * sum KL.
     ``loss.scale=mean`` divides it by N, which changes Adam's effective epsilon.
     ``keep``: extra entries written into every checkpoint (the W&B run id, so a resume continues that run).
+    ``method=pruning``: masks go on every weight and tighten on :class:`pruning.Pruner`'s schedule.
     """
     if device.type == "cpu" and sys.platform.startswith("linux"):
         keep_freed_memory()
@@ -219,6 +221,8 @@ def fit(model: nn.Module, data: Dataset, cfg: Config, run_dir: Path, *,
 
 
 def _fit(model, data, cfg, run_dir, device, on_eval, resume, segment, keep) -> list[dict]:
+    # method=pruning: the masks go on before the optimizer takes the parameters, and before a resume loads them
+    pruner = Pruner(cfg.method, model) if cfg.method.name == "pruning" else None
     loop = _Loop(model, data, cfg, Path(run_dir), device, keep or {})
     if resume:
         loop.restore()
@@ -231,6 +235,8 @@ def _fit(model, data, cfg, run_dir, device, on_eval, resume, segment, keep) -> l
             beta, lr = schedule(epoch), cfg.optim.lr * lr_factor(epoch, tr.epochs, cfg.optim.schedule)
             for group in loop.optimizer.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
+            if pruner is not None and loop.step == 0:  # a part-done epoch was pruned before it was saved
+                pruner.before_epoch(epoch, loop.optimizer)
             train_ce, train_kl = loop.train_epoch(epoch, beta, stop)
             last = epoch + 1 == tr.epochs
             if (epoch + 1) % tr.eval_every == 0 or last:
