@@ -60,3 +60,24 @@ def test_rows_without_validation_errors_make_no_table(tmp_path):
     assert list(tmp_path.iterdir()) == []
     made = write_search_tables(sweep_of("a_val10k", 0, 0.9, 300.0), yaml.safe_load(PAPER.read_text()), tmp_path)
     assert [p.name for p in made] == ["search_lenet5.md"] and "`a_val10k`" in made[0].read_text()
+
+
+def pruned(row, seed, val, compression, model="lenet300"):
+    return {**point(row, seed, None, val, compression), "model": model}
+
+
+def test_pruned_records_get_their_own_table_ranked_at_equal_compression(tmp_path):
+    sweep = [pruned("gmp_erk_val10k", 0, 1.70, 104.0), pruned("gmp_uniform_val10k", 0, 1.95, 103.5),
+             pruned("gmp_global_val10k", 0, 1.75, 105.0), pruned("han_val10k", 0, 1.60, 12.0)]
+    sweep += [{**p, "model": "lenet300"} for p in sweep_of("vd_val10k", 0, 1.8, 100.0)]
+    paper = yaml.safe_load(PAPER.read_text())
+    (made,) = write_search_tables(sweep, paper, tmp_path)
+    text = made.read_text()
+    assert "## Sparse variational dropout and ARD" in text and "## Magnitude pruning" in text
+    pruning = text.split("## Magnitude pruning")[1]
+    lines = {line.split("`")[1]: line for line in pruning.splitlines() if line.startswith("| `")}
+    assert set(lines) == {"gmp_erk_val10k", "gmp_uniform_val10k", "gmp_global_val10k", "han_val10k"}
+    assert "| 1 |" in lines["gmp_erk_val10k"] and "| 1 |" in lines["han_val10k"]  # alone at 12x
+    assert "2 (+0.05 pt, within the best's standard error)" in lines["gmp_global_val10k"]
+    assert "3 (+0.25 pt) |" in lines["gmp_uniform_val10k"]
+    assert "vd_val10k" not in pruning and "gmp_erk_val10k" not in text.split("## Magnitude pruning")[0]

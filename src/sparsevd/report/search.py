@@ -36,8 +36,10 @@ def standard_error(error_pct: float, n: int) -> float:
     return 100 * math.sqrt(p * (1 - p) / n)
 
 
-def _at(rows: list[dict], threshold: float) -> dict | None:
-    return next((r for r in rows if float(r["threshold"]) == threshold), None)
+def _at(rows: list[dict], threshold: float | None) -> dict | None:
+    """The point of ``rows`` at ``threshold``; None asks for a pruned record's one point."""
+    return next((r for r in rows if (None if r["threshold"] in (None, "") else float(r["threshold"])) == threshold),
+                None)
 
 
 def _lowest(point: tuple) -> tuple:
@@ -45,19 +47,21 @@ def _lowest(point: tuple) -> tuple:
     return point[0], -point[1]
 
 
-def candidates(sweep: list[dict], net: str, compression: float) -> list[dict]:
-    """One entry per search candidate of ``net`` (a row with validation errors), its seeds summarised."""
+def candidates(sweep: list[dict], net: str, compression: float, pruned: bool = False) -> list[dict]:
+    """One entry per search candidate of ``net`` (a row with validation errors), its seeds summarised:
+    the threshold-3 point of a variational record, or (``pruned``) the one point of a magnitude-pruned one."""
     by: dict[str, list[dict]] = {}
     for r in on_mnist(sweep, net):
-        if r.get("val_error") not in (None, ""):
+        if r.get("val_error") not in (None, "") and (r["threshold"] in (None, "")) == pruned:
             by.setdefault(r["row"], []).append(r)
+    at, nxt_at = (None, 0.0) if pruned else (THRESHOLD, NEXT)
     out = []
     for row, rows in sorted(by.items()):
         seeds = sorted({int(r["seed"]) for r in rows})
-        at3 = [_at([r for r in rows if int(r["seed"]) == s], THRESHOLD) for s in seeds]
+        at3 = [_at([r for r in rows if int(r["seed"]) == s], at) for s in seeds]
         if None in at3:
             continue
-        nxt = [_at([r for r in rows if int(r["seed"]) == s], NEXT) for s in seeds]
+        nxt = [_at([r for r in rows if int(r["seed"]) == s], nxt_at) for s in seeds]
         curve = [(v, c, t) for t, c, v in mean_curves(rows, "val_error")[row]]
         far = [p for p in curve if p[1] >= compression]
         vals = [float(r["val_error"]) for r in at3]
@@ -126,15 +130,48 @@ def search_table(sweep: list[dict], net: str, paper_error: float, compression: f
     return note + "\n\n" + "\n".join(lines) + "\n"
 
 
+def groups(cands: list[dict], tolerance: float = 0.1) -> list[list[dict]]:
+    """Candidates at about the same compression (each within ``tolerance`` of its group's smallest),
+    each group lowest validation error first."""
+    out: list[list[dict]] = []
+    for c in sorted(cands, key=lambda c: c["comp"]):
+        if out and c["comp"] <= out[-1][0]["comp"] * (1 + tolerance):
+            out[-1].append(c)
+        else:
+            out.append([c])
+    return [sorted(g, key=lambda c: c["val"]) for g in out]
+
+
+def pruning_table(sweep: list[dict], net: str, n: int) -> str:
+    """The magnitude-pruning candidates of ``net`` on validation: each retrained net's one point, compared
+    with the others pruned to about the same compression (within 10 %); '' without candidates."""
+    found = groups(candidates(sweep, net, 0.0, pruned=True))
+    if not found:
+        return ""
+    lines = ["| Candidate | Seeds | Compression | Validation error (± standard error) | Rank at this compression "
+             "| Test error |", "|---|---|---|---|---|---|"]
+    for group in found:
+        for c in group:
+            lines.append(f"| `{c['row']}` | {len(c['seeds'])} | {c['comp']:.1f}× | {_val_cell(c, n)} "
+                         f"| {_rank_cell(c, group, n)} | {c['test']:.2f} % |")
+    note = (f"{NETS[net]}, magnitude pruning: each record is the one net it was retrained to, so it has no "
+            f"threshold sweep. Candidates within 10 % of each other's compression are ranked together by "
+            f"validation error ({n:,} held-out training images; standard error as above).")
+    return note + "\n\n" + "\n".join(lines) + "\n"
+
+
 def write_search_tables(sweep: list[dict], paper: dict, out: Path, n: int = 10_000) -> list[Path]:
-    """``out/search_<net>.md`` for each net with search candidates, beside the paper's SparseVD point."""
+    """``out/search_<net>.md`` for each net with search candidates: the variational recipes beside the
+    paper's SparseVD point, then the magnitude-pruning candidates."""
     written = []
     for net in NETS:
         spec = paper["rows"][f"{net}_sparsevd"]
-        text = search_table(sweep, net, spec["error"], spec["compression"], n)
-        if text:
+        parts = [search_table(sweep, net, spec["error"], spec["compression"], n), pruning_table(sweep, net, n)]
+        titles = ("## Sparse variational dropout and ARD", "## Magnitude pruning")
+        body = "\n".join(f"{t}\n\n{part}" for t, part in zip(titles, parts) if part)
+        if body:
             path = out / f"search_{net}.md"
-            atomic_write_text(path, f"# The {NETS[net]} recipe search on validation data\n\n"
-                                    f"Written by `make compress` from `results/threshold.csv`.\n\n{text}")
+            atomic_write_text(path, f"# The {NETS[net]} search on validation data\n\n"
+                                    f"Written by `make compress` from `results/threshold.csv`.\n\n{body}")
             written.append(path)
     return written
