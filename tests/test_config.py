@@ -221,6 +221,9 @@ VARIANTS = {
     **{f"{net}_gmp_{split}_val10k": (f"{net}_gmp_val10k", {"method.allocation"})
        for net in ("lenet300", "lenet5") for split in ("uniform", "global")},
     **{f"{net}_gmp_{t}x": (f"{net}_gmp", {"method.target_compression"}) for net in ("lenet300", "lenet5") for t in (20, 500)},
+    "lenet300_gmp_long_val10k": ("lenet300_gmp_val10k", {"method.rounds", "trainer.epochs"}),
+    "lenet300_gmp_slow_lr_val10k": ("lenet300_gmp_val10k", {"optim.lr"}),
+    "lenet300_pruning_fast_lr_val10k": ("lenet300_pruning_val10k", {"optim.lr"}),
     "lenet300_dense_random_labels": ("lenet300_dense", {"data.labels"}),
     "lenet300_sparsevd_random_labels": ("lenet300_sparsevd", {"data.labels"}),
     "lenet300_ard_talk": ("lenet300_ard", {"trainer.epochs", "kl.start", "kl.warmup", "optim.schedule",
