@@ -75,6 +75,7 @@ def test_experiment_rows_carry_the_authors_recipe():
     ("method=ard method.kl_fit=march2017", "is a fit of the log-uniform prior's KL; use it with method=sparsevd"),
     ("optim.log_sigma2_lr_scale=0", "optim.log_sigma2_lr_scale=0.0 must be finite and > 0"),
     ("kl.start=-3 kl.warmup=2", "kl.start=-3 must be a whole number of epochs >= -kl.warmup (-2)"),
+    ("trainer.threads=-1", "trainer.threads=-1 must be a whole number >= 1, or 0 / null for torch's default"),
 ])
 def test_bad_values_are_rejected(override, needle):
     with pytest.raises(ConfigError, match=re.escape(needle)):
@@ -85,6 +86,7 @@ def test_bad_values_are_rejected(override, needle):
     ("method.clip_noise=[conv]", "method.clip_noise"),   # a list where a string goes
     ("trainer.epochs=abc", "trainer.epochs"),
     ("trainer.epoch=5", "trainer.epoch"),                # a typo of a key
+    ("trainer.threads=two", "trainer.threads"),
 ])
 def test_the_schema_rejects_unknown_keys_and_wrong_types_at_composition(override, needle):
     from hydra.errors import ConfigCompositionException
@@ -108,11 +110,12 @@ def test_older_records_migrate_in_one_step():
     old = composed()
     old["method"]["log_alpha_clip"], old["optim"]["weight_decay"] = None, None   # null once meant 8 and 0
     del old["data"]["val_size"], old["trainer"]["compile"], old["model"]["init_from"], old["data"]["labels"]
-    del old["method"]["kl_fit"], old["optim"]["log_sigma2_lr_scale"]
+    del old["method"]["kl_fit"], old["optim"]["log_sigma2_lr_scale"], old["trainer"]["threads"]
     old["optim"]["name"] = "adam"   # a key that said nothing, since removed
     c = validate(old)
     assert (c.method.log_alpha_clip, c.optim.weight_decay, c.data.val_size, c.model.init_from) == (8.0, 0.0, 0, None)
     assert (c.data.labels, c.method.kl_fit, c.optim.log_sigma2_lr_scale) == ("original", "eq14", 1.0)
+    assert c.trainer.threads is None
     assert upgrade_config(old) == upgrade_config(upgrade_config(old))
 
 
@@ -246,6 +249,7 @@ def _what_it_computes(cfg: dict) -> dict:
     out = {k: v for k, v in upgrade_config(cfg).items() if k not in RUN_PLACE and k != "hydra"}
     out["trainer"].pop("progress", None)
     out["trainer"].pop("compile", None)  # how the per-weight pass runs, like device
+    out["trainer"].pop("threads", None)  # on how many CPU threads, like device
     if out["method"]["name"] == "dense":  # a dense net has no KL term and no variational layer options
         out.pop("kl")
         out["method"] = {"name": "dense"}
