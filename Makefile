@@ -5,18 +5,26 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
-# Row knobs: ROWS, SEEDS=3 (seeds 0,1,2), EPOCHS=2 (overrides the recipe: a smoke run), LAUNCHER, EXTRA.
+# Row knobs: ROWS, SEEDS=3 (seeds 0,1,2), EPOCHS=2 (overrides the recipe: a smoke run), EXTRA.
 ROWS ?= lenet300_dense,lenet300_sparsevd,lenet300_ard,lenet5_dense,lenet5_sparsevd,lenet5_ard
 SEEDS ?= 1
 EPOCHS ?=
 FORCE ?= 0
-LAUNCHER ?= basic
 EXTRA ?=
+# Machine knobs: each run holds THREADS CPU threads (trainer.threads), and JOBS runs train at once
+# (default: cores // THREADS) through hydra-joblib-launcher; LAUNCHER=basic trains one run at a time,
+# LAUNCHER=slurm submits each run as a job of THREADS CPUs (configs/hydra/launcher/).
+THREADS ?= 1
+JOBS ?= $(shell n=$$(( $$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN) / $(THREADS) )); echo $$(( n > 0 ? n : 1 )))
+LAUNCHER ?= local_parallel
+LAUNCH := hydra/launcher=$(LAUNCHER) trainer.threads=$(THREADS) \
+	$(if $(filter local_parallel,$(LAUNCHER)),hydra.launcher.n_jobs=$(JOBS)) \
+	$(if $(filter slurm submitit_local,$(LAUNCHER)),hydra.launcher.cpus_per_task=$(THREADS))
 SEED_LIST := $(shell seq -s, 0 $$(( $(SEEDS) - 1 )))
 # make reproduce writes here only; a smoke run (EPOCHS=) gets a folder of its own.
 REPRO ?= outputs/reproduce$(if $(EPOCHS),/quick-$(EPOCHS)ep)
 TRAIN_ROWS := $(PY) scripts/train.py -m experiment=$(ROWS) seed=$(SEED_LIST) resume=auto results.save=true \
-	hydra/launcher=$(LAUNCHER) trainer.progress=false $(if $(EPOCHS),trainer.epochs=$(EPOCHS))
+	$(LAUNCH) trainer.progress=false $(if $(EPOCHS),trainer.epochs=$(EPOCHS))
 
 .DEFAULT_GOAL := help
 .PHONY: help install test train reproduce records report notebook bench throughput export compress
@@ -38,7 +46,7 @@ test: $(STAMP) ## run the test suite
 train: $(STAMP) ## train one config: make train ARGS="model=lenet5 method=ard"
 	$(PY) scripts/train.py $(ARGS)
 
-reproduce: $(STAMP) ## train the Table 1 rows (ROWS, SEEDS, EPOCHS) into outputs/reproduce/ and table them beside the paper and the committed records
+reproduce: $(STAMP) ## train the Table 1 rows (ROWS, SEEDS, EPOCHS; JOBS at once, THREADS each, LAUNCHER=basic: one at a time) into outputs/reproduce/ and table them beside the paper and the committed records
 	$(TRAIN_ROWS) outputs=$(REPRO)/work results.dir=$(REPRO)/runs $(EXTRA)
 	$(PY) scripts/report.py --runs $(REPRO)/runs --out $(REPRO) --readme "" --compare results/runs
 

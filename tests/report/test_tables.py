@@ -151,6 +151,9 @@ def test_make_reproduce_trains_into_outputs_and_tables_beside_the_committed_reco
         p.name for p in record.iterdir()}
     final = json.loads((record / "final.json").read_text())
     assert final["metrics"]["epoch"] == 1 and final["config"]["data"]["train_size"] == 2000
+    # by default the rows train side by side, each held to THREADS=1, and the record says so
+    assert final["config"]["trainer"]["threads"] == 1 and final["environment"]["threads"] == 1
+    assert "Joblib.Parallel(n_jobs=" in proc.stdout + proc.stderr
     md = (tmp_path / "table.md").read_text()
     row = table_line(md, "LeNet-300-100", "SparseVD").split(" | ")
     assert row[2:4] == ["1", "1"] and float(row[5]) == pytest.approx(final["metrics"]["test_error"], abs=0.005)
