@@ -27,7 +27,7 @@ TRAIN_ROWS := $(PY) scripts/train.py -m experiment=$(ROWS) seed=$(SEED_LIST) res
 	$(LAUNCH) trainer.progress=false $(if $(EPOCHS),trainer.epochs=$(EPOCHS))
 
 .DEFAULT_GOAL := help
-.PHONY: help install test train reproduce records report notebook bench throughput export compress
+.PHONY: help install test train reproduce reproduce-timing records report notebook bench throughput export compress
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ train: $(STAMP) ## train one config: make train ARGS="model=lenet5 method=ard"
 reproduce: $(STAMP) ## train the Table 1 rows (ROWS, SEEDS, EPOCHS; JOBS at once, THREADS each, LAUNCHER=basic: one at a time) into outputs/reproduce/ and table them beside the paper and the committed records
 	$(TRAIN_ROWS) outputs=$(REPRO)/work results.dir=$(REPRO)/runs $(EXTRA)
 	$(PY) scripts/report.py --runs $(REPRO)/runs --out $(REPRO) --readme "" --compare results/runs
+
+reproduce-timing: $(STAMP) ## time make reproduce EPOCHS=3 one run at a time on 2 threads and by default, on a quiet machine; writes results/reproduce_timing.json (then make report)
+	$(PY) scripts/reproduce_timing.py --epochs 3 --out results/reproduce_timing.json
 
 records: $(STAMP) ## train rows into the committed results/runs (FORCE=1 replaces a record), then make report
 	$(TRAIN_ROWS) results.dir=results/runs results.force=$(if $(filter 1,$(FORCE)),true,false) $(EXTRA)

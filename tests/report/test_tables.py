@@ -12,7 +12,7 @@ from sparsevd.report.tables import (README_END, README_START, build_rows, load_p
                                     render_markdown, write_report)
 from sparsevd.report.from_wandb import records_from_wandb
 
-from conftest import PAPER, REPO, fake_record
+from conftest import PAPER, REPO, fake_record, made_up_timing
 
 
 @pytest.fixture
@@ -101,9 +101,13 @@ def test_corrupt_and_partial_records_are_skipped_and_named(runs):
 
 def test_script_writes_tables_figures_and_readme_and_is_idempotent(runs, tmp_path):
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{README_START}\nold\n{README_END}\nafter\n")
+    readme.write_text(f"intro\n{README_START}\nold\n{README_END}\n<!-- walltime:start -->\nold\n<!-- walltime:end -->\n"
+                      "after\n")
+    timing = tmp_path / "reproduce_timing.json"
+    timing.write_text(json.dumps(made_up_timing()))
     out = tmp_path / "out"
-    cmd = [sys.executable, "scripts/report.py", "--runs", str(runs), "--out", str(out), "--readme", str(readme)]
+    cmd = [sys.executable, "scripts/report.py", "--runs", str(runs), "--out", str(out), "--readme", str(readme),
+           "--timing", str(timing)]
     subprocess.run(cmd, cwd=REPO, check=True, capture_output=True)
     first = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert {"table.md", "table.csv", "table.tex", "curves.png", "sparsity.png",
@@ -111,11 +115,16 @@ def test_script_writes_tables_figures_and_readme_and_is_idempotent(runs, tmp_pat
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("after\n") and "old" not in text
     assert "1.90 ± 0.10" in text
+    assert "**1.50×** as fast (`make reproduce-timing`" in text  # the wall-time block from the timing file
     assert "Runs (wall time" not in text and "Runs (wall time" in (out / "table.md").read_text()  # README: table only
     csv = (out / "table.csv").read_text().splitlines()
     assert csv[2].startswith("lenet300_sparsevd,LeNet-300-100,SparseVD,3,200,1.92,1.9,0.1,68,80.0,10.0,")
     subprocess.run(cmd, cwd=REPO, check=True, capture_output=True)
     assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == first
+    timing.write_text("{}")  # a broken measurement: one line, and nothing rewritten
+    bad = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "run make reproduce-timing again" in bad.stderr
+    assert readme.read_text() == text
 
 
 def test_records_from_wandb_api_runs():
