@@ -2,6 +2,7 @@
 threshold trade-off, both measured on the test set without retraining."""
 from __future__ import annotations
 
+import functools
 import tempfile
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 
 from .reader import load
-from ..data import raw_input
+from ..data import data_root, load_dataset, raw_input
 from .export import LOSSLESS, STAGES, ExportOptions, export
 from ..core.metrics import evaluate, test_error
 from ..core.models import svdo_layers, weighted_layers
@@ -33,11 +34,30 @@ def file_error(path: Path, u: torch.Tensor, y: torch.Tensor, batch: int = 5000) 
     return 100.0 * wrong / len(y)
 
 
+def _data_key(d: dict) -> tuple:
+    return (d["name"], str(data_root(d["root"])), d["preprocess"], d.get("train_size"), d.get("val_size", 0),
+            d.get("labels", "original"))
+
+
+@functools.lru_cache(maxsize=2)
+def _raw_input(key: tuple):
+    name, root, preprocess, train_size, val_size, _ = key
+    return raw_input({"name": name, "root": root, "preprocess": preprocess, "train_size": train_size,
+                      "val_size": val_size})
+
+
+@functools.lru_cache(maxsize=2)
+def _dataset(key: tuple):
+    name, root, preprocess, train_size, val_size, labels = key
+    return load_dataset(name, root, preprocess, train_size, "cpu", val_size, labels)
+
+
 def export_record(folder: Path, out: Path, options: ExportOptions = DEFAULT) -> dict:
     """Export a record or finished run to ``out``; returns its size, the dense bytes and the loaded
-    file's test error (measured on the record's own test set)."""
+    file's test error (measured on the record's own test set). The seeds of a row share their data,
+    so the last two data configurations read stay loaded (read-only) for the next record."""
     model, cfg = load_record(folder)
-    scale, mean, u, y = raw_input(cfg["data"])
+    scale, mean, u, y = _raw_input(_data_key(cfg["data"]))
     size = export(model, out, scale=scale, mean=mean, options=options)
     dense = dense_bytes(model)
     return {"bytes": size, "dense_bytes": dense, "ratio": dense / size, "test_error": file_error(out, u, y)}
@@ -62,15 +82,11 @@ def threshold_sweep(folder: Path, at: list[float] | None = None) -> tuple[list[d
     """Test error, compression and sparsity at thresholds from -1 up to the clip, in steps of 0.5
     (or at the thresholds ``at``), from one trained record; returns the rows and the record's config.
     A record trained with a validation split (``data.val_size``) gets its ``val_error`` too."""
-    from ..data import load_dataset
-
     model, cfg = load_record(folder)
     layers = svdo_layers(model)
     if not layers:
         raise ValueError(f"{folder}: a dense record has no log alpha to threshold")
-    d = cfg["data"]
-    data = load_dataset(d["name"], d["root"], d["preprocess"], d.get("train_size"), "cpu", d.get("val_size", 0),
-                        d.get("labels", "original"))
+    data = _dataset(_data_key(cfg["data"]))
     rows = []
     for t in thresholds(layers[0].log_alpha_clip) if at is None else at:
         for layer in layers:
