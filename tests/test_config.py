@@ -1,4 +1,6 @@
 """Every option of every config group composes and validates; bad overrides fail with one line."""
+import copy
+import functools
 import re
 import subprocess
 import sys
@@ -18,6 +20,12 @@ OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONFIGS / g).glob("*.yam
 
 
 def composed(*overrides):
+    """A fresh copy of the resolved config; each set of overrides is composed once per session."""
+    return copy.deepcopy(_composed(overrides))
+
+
+@functools.lru_cache(maxsize=None)
+def _composed(overrides: tuple):
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose("train", overrides=list(overrides))
     return OmegaConf.to_container(cfg, resolve=True)

@@ -54,7 +54,7 @@ def test_bench_smoke_writes_a_complete_report(tmp_path, data_root):
     out = tmp_path / "bench.json"
     readme_before = (REPO / "README.md").read_bytes()
     proc = subprocess.run([sys.executable, "scripts/bench.py", "--nets", "lenet300", "--steps-lenet300", "2",
-                           "--repeats", "1", "--inference-repeats", "1", "--out", str(out), "--cli-epochs", "2",
+                           "--repeats", "1", "--inference-repeats", "1", "--out", str(out), "--cli-epochs", "2", "--compile", "false",
                            "--cli-args", "data.train_size=1000", "trainer.compile=false"], cwd=REPO,
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "SPARSEVD_DATA": str(data_root), "WANDB_MODE": "disabled"})
