@@ -27,6 +27,17 @@ def data_root() -> Path:
     return root
 
 
+def script(name: str):
+    """scripts/<name>.py as a module, to call its ``main(argv)`` in this process: what the command line does,
+    without starting Python and torch again (the tests that check a whole process start one)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_config(*overrides: str):
     """The validated, typed config that ``scripts/train.py <overrides>`` would run."""
     from sparsevd.config import compose

@@ -9,7 +9,7 @@ import pytest
 
 from sparsevd.bench.training import forward_macs, train_flops_per_step
 
-from conftest import REPO
+from conftest import REPO, script
 from sparsevd.compress.weights import weights_sha256
 
 
@@ -81,9 +81,8 @@ def test_render_rewrites_only_the_bench_section_from_the_json(tmp_path):
     readme, docs = tmp_path / "README.md", tmp_path / "performance.md"
     for page in (readme, docs):
         page.write_text("intro\n<!-- bench:start -->\nstale\n<!-- bench:end -->\nafter\n")
-    proc = subprocess.run([sys.executable, "scripts/bench.py", "--render", "--readme", str(readme), "--docs", str(docs)],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    assert script("bench").main(["--render", "--out", str(REPO / "results/bench.json"), "--readme", str(readme),
+                                 "--docs", str(docs)]) == 0
     committed = json.loads((REPO / "results/bench.json").read_text())
     for page in (readme, docs):
         text = page.read_text()
