@@ -40,8 +40,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install sparsevd with its pins (idempotent)
 
-test: $(STAMP) ## run the test suite
-	$(PY) -m pytest -q
+test: $(STAMP) ## run the test suite (it ends with its ten slowest tests)
+	$(PY) -m pytest -q --durations=10
 
 train: $(STAMP) ## train one config: make train ARGS="model=lenet5 method=ard"
 	$(PY) scripts/train.py $(ARGS)
