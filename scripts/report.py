@@ -9,10 +9,10 @@ from pathlib import Path
 
 from sparsevd.report.compare import render_comparison
 from sparsevd.report.figures import make_all
-from sparsevd.io import atomic_write_text
+from sparsevd.io import RecordError, atomic_write_text
 from sparsevd.report.tables import load_paper, load_records, update_readme, write_report
-from sparsevd.report.sentences import (RANDOM_END, RANDOM_START, WALL_END, WALL_START, random_label_sentence,
-                                       wall_time_block)
+from sparsevd.report.sentences import (RANDOM_END, RANDOM_START, TIMING, WALL_END, WALL_START, load_timing,
+                                       random_label_sentence, wall_time_block)
 from sparsevd.report.from_wandb import records_from_wandb
 
 
@@ -25,9 +25,16 @@ def main(argv=None) -> int:
     p.add_argument("--source", choices=["files", "wandb"], default="files")
     p.add_argument("--compare", type=Path, help="committed records to put beside these runs and the paper "
                                                 "(writes <out>/comparison.md)")
+    p.add_argument("--timing", type=Path, default=TIMING,
+                   help="make reproduce-timing's measurement, for the README's wall-time block (when present)")
     p.add_argument("--entity")
     p.add_argument("--project", default="sparsevd")
     args = p.parse_args(argv)
+    try:  # read before anything is written: a bad file stops the report with one line
+        timing = load_timing(args.timing) if args.readme and args.source == "files" else None
+    except RecordError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.source == "wandb":
         if not args.entity:
             p.error("--source wandb needs --entity (your W&B user or team)")
@@ -41,7 +48,7 @@ def main(argv=None) -> int:
                         warn=lambda m: print(m, file=sys.stderr))
     figures = make_all(rows, args.out / "figures", records) if args.source == "files" else []
     if args.readme and args.source == "files":
-        for text, start, end in ((wall_time_block(records), WALL_START, WALL_END),
+        for text, start, end in ((wall_time_block(records, timing), WALL_START, WALL_END),
                                  (random_label_sentence(records), RANDOM_START, RANDOM_END)):
             if not update_readme(Path(args.readme), text, start, end):
                 print(f"note: {args.readme} has no {start} markers; that block is not written", file=sys.stderr)

@@ -27,6 +27,17 @@ def data_root() -> Path:
     return root
 
 
+def script(name: str):
+    """scripts/<name>.py as a module, to call its ``main(argv)`` in this process: what the command line does,
+    without starting Python and torch again (the tests that check a whole process start one)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_config(*overrides: str):
     """The validated, typed config that ``scripts/train.py <overrides>`` would run."""
     from sparsevd.config import compose
@@ -54,3 +65,18 @@ def fake_record(runs_dir, row, seed, error, compression, sparsity, epochs=200):
     np.savez(d / "arrays.npz", bin_edges=edges, **{"log_alpha_hist/fc1": np.ones(80, dtype=np.int64),
                                                    "inputs_kept/fc1": np.arange(784)})
     return d
+
+
+def made_up_timing(seq_wall=600.0, par_wall=400.0):
+    """A make reproduce-timing file as scripts/reproduce_timing.py writes it, with invented numbers."""
+    from sparsevd.report.sentences import REPRODUCE_ROWS
+
+    def runs(s_per_epoch, threads):
+        return {row: {"s_per_epoch": s_per_epoch, "full_epochs": 200, "wall_s": 3 * s_per_epoch, "threads": threads,
+                      "epochs": 3} for row in REPRODUCE_ROWS}
+    return {"epochs": 3, "rows": list(REPRODUCE_ROWS),
+            "machine": {"cpu": "Test CPU", "cores": 2, "cpu_count": 2, "commit": "abcdef0123456789"},
+            "ways": {"sequential": {"command": "make reproduce EPOCHS=3 LAUNCHER=basic THREADS=2", "wall_s": seq_wall,
+                                    "jobs": 1, "threads": 2, "runs": runs(10.0, 2)},
+                     "default": {"command": "make reproduce EPOCHS=3", "wall_s": par_wall, "jobs": 2, "threads": 1,
+                                 "runs": runs(12.0, 1)}}}

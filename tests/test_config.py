@@ -1,4 +1,6 @@
 """Every option of every config group composes and validates; bad overrides fail with one line."""
+import copy
+import functools
 import re
 import subprocess
 import sys
@@ -18,6 +20,12 @@ OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONFIGS / g).glob("*.yam
 
 
 def composed(*overrides):
+    """A fresh copy of the resolved config; each set of overrides is composed once per session."""
+    return copy.deepcopy(_composed(overrides))
+
+
+@functools.lru_cache(maxsize=None)
+def _composed(overrides: tuple):
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose("train", overrides=list(overrides))
     return OmegaConf.to_container(cfg, resolve=True)
@@ -85,6 +93,7 @@ def test_experiment_rows_carry_the_authors_recipe():
     ("experiment=lenet5_pruning method.rounds=0", "method.rounds=0 must be a whole number >= 1"),
     ("experiment=lenet5_gmp trainer.epochs=20", "epoch method.prune_start + (method.rounds - 1) x method.prune_every = 29"),
     ("method.allocation=erk", "method.allocation is an option of method=pruning; drop it for method=sparsevd"),
+    ("trainer.threads=-1", "trainer.threads=-1 must be a whole number >= 1, or 0 / null for torch's default"),
 ])
 def test_bad_values_are_rejected(override, needle):
     with pytest.raises(ConfigError, match=re.escape(needle)):
@@ -95,6 +104,7 @@ def test_bad_values_are_rejected(override, needle):
     ("method.clip_noise=[conv]", "method.clip_noise"),   # a list where a string goes
     ("trainer.epochs=abc", "trainer.epochs"),
     ("trainer.epoch=5", "trainer.epoch"),                # a typo of a key
+    ("trainer.threads=two", "trainer.threads"),
 ])
 def test_the_schema_rejects_unknown_keys_and_wrong_types_at_composition(override, needle):
     from hydra.errors import ConfigCompositionException
@@ -118,11 +128,12 @@ def test_older_records_migrate_in_one_step():
     old = composed()
     old["method"]["log_alpha_clip"], old["optim"]["weight_decay"] = None, None   # null once meant 8 and 0
     del old["data"]["val_size"], old["trainer"]["compile"], old["model"]["init_from"], old["data"]["labels"]
-    del old["method"]["kl_fit"], old["optim"]["log_sigma2_lr_scale"]
+    del old["method"]["kl_fit"], old["optim"]["log_sigma2_lr_scale"], old["trainer"]["threads"]
     old["optim"]["name"] = "adam"   # a key that said nothing, since removed
     c = validate(old)
     assert (c.method.log_alpha_clip, c.optim.weight_decay, c.data.val_size, c.model.init_from) == (8.0, 0.0, 0, None)
     assert (c.data.labels, c.method.kl_fit, c.optim.log_sigma2_lr_scale) == ("original", "eq14", 1.0)
+    assert c.trainer.threads is None
     assert upgrade_config(old) == upgrade_config(upgrade_config(old))
 
 
@@ -269,6 +280,7 @@ def _what_it_computes(cfg: dict) -> dict:
     out = {k: v for k, v in upgrade_config(cfg).items() if k not in RUN_PLACE and k != "hydra"}
     out["trainer"].pop("progress", None)
     out["trainer"].pop("compile", None)  # how the per-weight pass runs, like device
+    out["trainer"].pop("threads", None)  # on how many CPU threads, like device
     if out["method"]["name"] == "dense":  # a dense net has no KL term and no variational layer options
         out.pop("kl")
         out["method"] = {"name": "dense"}
@@ -283,7 +295,7 @@ def test_every_committed_record_composes_from_its_experiment_config(record):
     config edited after its records were made would otherwise leave numbers the configs no longer produce."""
     saved = upgrade_config(yaml.safe_load((RUNS / record / "config.yaml").read_text()))
     experiment = record.split("/")[0]
-    now = composed(f"experiment={experiment}", f"seed={saved['seed']}", *init_from(experiment))
+    now = {**composed(f"experiment={experiment}", *init_from(experiment)), "seed": saved["seed"]}  # one compose a row
     assert _what_it_computes(saved) == _what_it_computes(now)
 
 

@@ -34,7 +34,7 @@ PRUNING_OPTIONS = ("schedule", "allocation", "target_compression", "quality", "r
 ADDED_OPTIONS = {"data.val_size": 0, "method.clip_noise": None, "model.init_from": None, "optim.weight_decay": 0.0,
                  "method.log_alpha_clip": 8.0, "trainer.compile": False,
                  "method.kl_fit": "eq14", "data.labels": "original", "optim.log_sigma2_lr_scale": 1.0,
-                 **{f"method.{key}": None for key in PRUNING_OPTIONS}}
+                 **{f"method.{key}": None for key in PRUNING_OPTIONS}, "trainer.threads": None}
 NULL_MEANT = {"method.log_alpha_clip": 8.0, "optim.weight_decay": 0.0}
 REMOVED_OPTIONS = ("optim.name",)  # it only ever said adam
 
@@ -120,6 +120,7 @@ class Trainer:
     checkpoint_every: int = MISSING
     progress: bool = MISSING
     compile: Any = MISSING  # auto | true | false
+    threads: Optional[int] = None  # CPU threads of this run; null or 0: torch's default
 
 
 @dataclass
@@ -246,6 +247,8 @@ def _check_run(c: Config) -> None:
     need(c.device in ("auto", "cpu", "cuda"), f"device={c.device!r}; use auto|cpu|cuda")
     need(is_int(c.seed), f"seed={c.seed!r} must be a whole number")
     need(tr.compile in ("auto", True, False), f"trainer.compile={tr.compile!r}; use auto|true|false")
+    need(tr.threads is None or is_int(tr.threads) and tr.threads >= 0,
+         f"trainer.threads={tr.threads!r} must be a whole number >= 1, or 0 / null for torch's default")
 
 
 def _check_method(c: Config) -> None:

@@ -10,7 +10,7 @@ import pytest
 from sparsevd.compress.deploy import DEFAULT, LOSSLESS, export_record, records_with_weights, threshold_sweep
 from sparsevd.records import read_final
 
-from conftest import REPO
+from conftest import REPO, script
 RUNS = REPO / "results" / "runs"
 RECORDS = records_with_weights(RUNS)
 FIRST = records_with_weights(RUNS, first_seed_only=True)  # each row's first seed: the costlier checks
@@ -72,16 +72,17 @@ def test_every_row_with_weights_is_tested_on_its_first_seed():
     assert all(int(f.name[4:]) == min(int(g.name[4:]) for g in RECORDS if g.parent == f.parent) for f in FIRST)
 
 
-def test_export_cli_writes_the_file_and_refuses_bad_input_in_one_line(tmp_path, data_root):
+def test_export_cli_writes_the_file_and_refuses_bad_input_in_one_line(tmp_path, data_root, capsys):
     out = tmp_path / "net.svd"
     ok = subprocess.run([sys.executable, "scripts/export.py", str(RECORDS[0]), "--out", str(out)], cwd=REPO,
                         capture_output=True, text=True, timeout=300)
     assert ok.returncode == 0, ok.stderr
     assert f"{out.stat().st_size:,} bytes" in ok.stdout and "test error of the loaded file" in ok.stdout
+    export = script("export")  # the refusals in this process: the same main(), without a second start-up
     for args in (["results"], [str(RECORDS[0]), "--bits", "12"], [str(RUNS / "lenet300_dense_wd/seed0")]):
-        bad = subprocess.run([sys.executable, "scripts/export.py", *args, "--out", str(tmp_path / "x" / "bad.svd")],
-                             cwd=REPO, capture_output=True, text=True, timeout=300)
-        assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: ")
+        assert export.main([*args, "--out", str(tmp_path / "x" / "bad.svd")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: ")
         assert not (tmp_path / "x").exists()
 
 

@@ -12,7 +12,7 @@ from sparsevd.report.tables import (README_END, README_START, build_rows, load_p
                                     render_markdown, write_report)
 from sparsevd.report.from_wandb import records_from_wandb
 
-from conftest import PAPER, REPO, fake_record
+from conftest import PAPER, REPO, fake_record, made_up_timing, script
 
 
 @pytest.fixture
@@ -99,11 +99,15 @@ def test_corrupt_and_partial_records_are_skipped_and_named(runs):
     assert (bad / "final.json").read_text() == before     # the report never touches records
 
 
-def test_script_writes_tables_figures_and_readme_and_is_idempotent(runs, tmp_path):
+def test_script_writes_tables_figures_and_readme_and_is_idempotent(runs, tmp_path, capsys):
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{README_START}\nold\n{README_END}\nafter\n")
+    readme.write_text(f"intro\n{README_START}\nold\n{README_END}\n<!-- walltime:start -->\nold\n<!-- walltime:end -->\n"
+                      "after\n")
+    timing = tmp_path / "reproduce_timing.json"
+    timing.write_text(json.dumps(made_up_timing()))
     out = tmp_path / "out"
-    cmd = [sys.executable, "scripts/report.py", "--runs", str(runs), "--out", str(out), "--readme", str(readme)]
+    cmd = [sys.executable, "scripts/report.py", "--runs", str(runs), "--out", str(out), "--readme", str(readme),
+           "--timing", str(timing)]
     subprocess.run(cmd, cwd=REPO, check=True, capture_output=True)
     first = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert {"table.md", "table.csv", "table.tex", "curves.png", "sparsity.png",
@@ -111,11 +115,16 @@ def test_script_writes_tables_figures_and_readme_and_is_idempotent(runs, tmp_pat
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("after\n") and "old" not in text
     assert "1.90 ± 0.10" in text
+    assert "**1.50×** as fast (`make reproduce-timing`" in text  # the wall-time block from the timing file
     assert "Runs (wall time" not in text and "Runs (wall time" in (out / "table.md").read_text()  # README: table only
     csv = (out / "table.csv").read_text().splitlines()
     assert csv[2].startswith("lenet300_sparsevd,LeNet-300-100,SparseVD,3,200,1.92,1.9,0.1,68,80.0,10.0,")
     subprocess.run(cmd, cwd=REPO, check=True, capture_output=True)
     assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == first
+    timing.write_text("{}")  # a broken measurement: one line, and nothing rewritten
+    assert script("report").main(cmd[2:]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "run make reproduce-timing again" in err and readme.read_text() == text
 
 
 def test_records_from_wandb_api_runs():
@@ -151,6 +160,9 @@ def test_make_reproduce_trains_into_outputs_and_tables_beside_the_committed_reco
         p.name for p in record.iterdir()}
     final = json.loads((record / "final.json").read_text())
     assert final["metrics"]["epoch"] == 1 and final["config"]["data"]["train_size"] == 2000
+    # by default the rows train side by side, each held to THREADS=1, and the record says so
+    assert final["config"]["trainer"]["threads"] == 1 and final["environment"]["threads"] == 1
+    assert "Joblib.Parallel(n_jobs=" in proc.stdout + proc.stderr
     md = (tmp_path / "table.md").read_text()
     row = table_line(md, "LeNet-300-100", "SparseVD").split(" | ")
     assert row[2:4] == ["1", "1"] and float(row[5]) == pytest.approx(final["metrics"]["test_error"], abs=0.005)

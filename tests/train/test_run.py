@@ -2,6 +2,7 @@
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,7 +30,7 @@ def run_train(run_dir, *overrides, data_root):
 
 @pytest.mark.slow
 def test_one_epoch_on_10k_mnist_learns(tmp_path, data_root):
-    proc = run_train(tmp_path, "model=lenet300", "method=sparsevd", "trainer.epochs=1",
+    proc = run_train(tmp_path, "model=lenet300", "method=sparsevd", "trainer.epochs=1", "trainer.compile=false",
                      "data.train_size=10000", "logger=none", "method.log_alpha_clip=10", "model.init=torch",
                      data_root=data_root)
     assert proc.returncode == 0, proc.stderr
@@ -60,11 +61,17 @@ def _metrics(run_dir):
 
 
 @pytest.fixture(scope="module")
-def reference_run(tmp_path_factory, data_root):
+def reference_dir(tmp_path_factory, data_root):
+    """One uninterrupted SMALL run, shared by the module's tests (copy it before changing it)."""
     run_dir = tmp_path_factory.mktemp("reference_run")
     proc = run_train(run_dir, *SMALL, data_root=data_root)
     assert proc.returncode == 0, proc.stderr
-    return _metrics(run_dir)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def reference_run(reference_dir):
+    return _metrics(reference_dir)
 
 
 def _wait_for_lines(path, n, proc, timeout=300):
@@ -125,12 +132,10 @@ def test_sigterm_checkpoints_mid_epoch_and_resume_matches(tmp_path, data_root, r
 
 
 @pytest.mark.slow
-def test_resume_with_a_different_model_is_refused(tmp_path, data_root):
-    first = run_train(tmp_path, *SMALL[:-2], "trainer.epochs=1", data_root=data_root)
-    assert first.returncode == 0, first.stderr
-    (tmp_path / "final.json").unlink()
-    other = run_train(tmp_path / "x", *SMALL[:-2], "trainer.epochs=1", "model=lenet5", f"resume={tmp_path}",
-                      data_root=data_root)
+def test_resume_with_a_different_model_is_refused(tmp_path, data_root, reference_dir):
+    run_dir = shutil.copytree(reference_dir, tmp_path / "run")
+    (run_dir / "final.json").unlink()
+    other = run_train(tmp_path / "x", *SMALL, "model=lenet5", f"resume={run_dir}", data_root=data_root)
     assert other.returncode == 2 and "model.name='lenet300' (checkpoint) vs 'lenet5' (now)" in other.stderr
     assert "Traceback" not in other.stderr
 
@@ -200,7 +205,8 @@ def test_init_from_copies_the_trained_means_and_keeps_log_sigma2(tmp_path):
 
 @pytest.mark.slow
 def test_init_from_a_dense_run_is_used_and_recorded(tmp_path, data_root):
-    small = ["model=lenet300", "logger=none", "data.train_size=2000", "trainer.epochs=1", "trainer.progress=false"]
+    small = ["model=lenet300", "logger=none", "data.train_size=2000", "trainer.epochs=1", "trainer.progress=false",
+             "trainer.compile=false"]
     dense = run_train(tmp_path / "dense", *small, "method=dense", data_root=data_root)
     assert dense.returncode == 0, dense.stderr
     svd = run_train(tmp_path / "svd", *small, "method=sparsevd", f"model.init_from={tmp_path / 'dense'}",

@@ -2,6 +2,7 @@
 threshold trade-off, both measured on the test set without retraining."""
 from __future__ import annotations
 
+import functools
 import tempfile
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 
 from .reader import load
-from ..data import raw_input
+from ..data import data_root, load_dataset, raw_input
 from .export import LOSSLESS, STAGES, ExportOptions, export
 from ..core.metrics import evaluate, test_error
 from ..core.models import svdo_layers, weighted_layers
@@ -38,12 +39,31 @@ def file_error(path: Path, u: torch.Tensor, y: torch.Tensor, batch: int = 5000, 
     return 100.0 * wrong / len(y)
 
 
+def _data_key(d: dict) -> tuple:
+    return (d["name"], str(data_root(d["root"])), d["preprocess"], d.get("train_size"), d.get("val_size", 0),
+            d.get("labels", "original"))
+
+
+@functools.lru_cache(maxsize=2)
+def _raw_input(key: tuple):
+    name, root, preprocess, train_size, val_size, _ = key
+    return raw_input({"name": name, "root": root, "preprocess": preprocess, "train_size": train_size,
+                      "val_size": val_size})
+
+
+@functools.lru_cache(maxsize=2)
+def _dataset(key: tuple):
+    name, root, preprocess, train_size, val_size, labels = key
+    return load_dataset(name, root, preprocess, train_size, "cpu", val_size, labels)
+
+
 def export_record(folder: Path, out: Path, options: ExportOptions = DEFAULT, format: str = "svd") -> dict:
     """Export a record or finished run to ``out`` (a compact file, or with ``format="onnx"`` an ONNX
     graph with the same values); returns its size, the dense bytes and the written file's test error
-    (measured on the record's own test set)."""
+    (measured on the record's own test set). The seeds of a row share their data, so the last two data
+    configurations read stay loaded (read-only) for the next record."""
     model, cfg = load_record(folder)
-    scale, mean, u, y = raw_input(cfg["data"])
+    scale, mean, u, y = _raw_input(_data_key(cfg["data"]))
     size = export(model, out, format=format, scale=scale, mean=mean, options=options)
     dense = dense_bytes(model)
     return {"bytes": size, "dense_bytes": dense, "ratio": dense / size,
@@ -81,16 +101,12 @@ def threshold_sweep(folder: Path, at: list[float] | None = None) -> tuple[list[d
     trained to, with an empty threshold. Its curve on the Pareto figures joins the records of one
     schedule at several target compressions, each retrained to its masks, rather than pruning one
     record further without retraining."""
-    from ..data import load_dataset
-
     model, cfg = load_record(folder)
     layers = svdo_layers(model)
     pruned = cfg["method"]["name"] == "pruning"
     if not layers and not pruned:
         raise ValueError(f"{folder}: a dense record has no log alpha to threshold")
-    d = cfg["data"]
-    data = load_dataset(d["name"], d["root"], d["preprocess"], d.get("train_size"), "cpu", d.get("val_size", 0),
-                        d.get("labels", "original"))
+    data = _dataset(_data_key(cfg["data"]))
     if pruned or at is None:
         at = [None] if pruned else thresholds(layers[0].log_alpha_clip)
     rows = []

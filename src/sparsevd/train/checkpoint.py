@@ -40,7 +40,7 @@ def read_checkpoint(path: Path) -> tuple[dict, str]:
 
 # Keys that may differ between a run and its resumption without changing what is computed.
 VOLATILE_KEYS = ("resume", "outputs", "logger", "device", "results", "data.root", "trainer.progress",
-                 "trainer.compile")
+                 "trainer.compile", "trainer.threads")
 
 
 def comparable(cfg: dict) -> dict:

@@ -1,5 +1,5 @@
-"""Where and how a run computes: the device, the allocator setting for CPU training, and every RNG's
-state (seeded at the start, saved in each checkpoint, restored on resume)."""
+"""Where and how a run computes: the device, its CPU threads, the allocator setting for CPU training,
+and every RNG's state (seeded at the start, saved in each checkpoint, restored on resume)."""
 from __future__ import annotations
 
 import random
@@ -18,6 +18,23 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise DeviceError("device=cuda but no CUDA device is visible; use device=cpu or device=auto")
     return torch.device(name)
+
+
+def use_threads(threads: int | None) -> int:
+    """Hold this process to ``threads`` CPU threads (null or 0: leave torch's default); returns the number
+    torch now uses, which the record keeps.
+
+    Runs that share a machine (``make reproduce`` starts cores // threads of them) each get their own
+    threads instead of all of them contending for every core. The inter-op pool can only be sized before
+    it first runs, so in a process that already used it (a reused worker) only the intra-op count changes.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+        try:
+            torch.set_num_interop_threads(threads)
+        except RuntimeError:
+            pass
+    return torch.get_num_threads()
 
 
 def keep_freed_memory() -> None:

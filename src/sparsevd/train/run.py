@@ -19,7 +19,7 @@ from ..records import CHECKPOINT, environment, publish, record_dir
 from ..io import RecordError, atomic_write_json, atomic_write_text
 from .checkpoint import load_checkpoint, read_checkpoint, resume_target
 from .tracking import make_tracker
-from .device import DeviceError, resolve_device, seed_everything
+from .device import DeviceError, resolve_device, seed_everything, use_threads
 from .trainer import Interrupted, TrainingError, fit, summary_line
 from ..compress.weights import WEIGHTS, WeightsError, load_record, save_weights, weights_sha256
 
@@ -38,7 +38,8 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
         return None
     resume, run_dir = resume_target(c, Path(run_dir))
     device = resolve_device(c.device)
-    env = environment(device)  # at start: the code that runs is the code this SHA names
+    use_threads(c.trainer.threads)
+    env = environment(device)  # at start: the code that runs is the code this SHA names, on these threads
     seed_everything(c.seed)
     d = c.data
     data = load_dataset(d.name, d.root, d.preprocess, d.train_size, device, d.val_size, d.labels)
