@@ -23,6 +23,7 @@ from sparsevd.compress.deploy import (BYTES_END, BYTES_START, ROWS, bytes_verdic
 from sparsevd.report.figures import threshold_curves
 from sparsevd.report.pareto import PARETO_END, PARETO_START, make_pareto, pareto_sentence, weightless_points
 from sparsevd.report.search import write_search_tables
+from sparsevd.report.versus import VERSUS_END, VERSUS_START, versus_sentence
 from sparsevd.io import atomic_write_text
 from sparsevd.report.tables import load_paper, update_readme
 
@@ -64,7 +65,9 @@ def main(argv=None) -> int:
     block = (f"{render_bytes(readme_rows(table))}\n{bytes_verdicts(table)} At threshold 3 against the rest of the "
              f"sweep:\n\n{threshold_note(readme_rows(rows_only))}\n")
     where = pareto_sentence("lenet5", sweep, load_paper(args.paper), weightless_points(args.runs))
-    for text, start, end in ((block, BYTES_START, BYTES_END), (where, PARETO_START, PARETO_END)):
+    versus = "\n".join(f"- {versus_sentence(net, sweep)}" for net in ("lenet300", "lenet5"))
+    for text, start, end in ((block, BYTES_START, BYTES_END), (where, PARETO_START, PARETO_END),
+                             (versus, VERSUS_START, VERSUS_END)):
         if args.readme and not update_readme(Path(args.readme), text, start, end):
             print(f"note: {args.readme} has no {start} markers; that block is not written", file=sys.stderr)
     print(md)
