@@ -40,8 +40,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install sparsevd with its pins and the dev and onnx extras (idempotent)
 
-test: $(STAMP) ## run the test suite (it ends with its ten slowest tests)
-	$(PY) -m pytest -q --durations=10
+test: $(STAMP) ## run the whole test suite, one worker per core (pytest-xdist), ending with its ten slowest tests
+	$(PY) -m pytest -q -n auto --dist loadfile --durations=10
 
 train: $(STAMP) ## train one config: make train ARGS="model=lenet5 method=ard"
 	$(PY) scripts/train.py $(ARGS)
