@@ -236,6 +236,7 @@ VARIANTS = {
     "lenet300_gmp_long_val10k": ("lenet300_gmp_val10k", {"method.rounds", "trainer.epochs"}),
     "lenet300_gmp_slow_lr_val10k": ("lenet300_gmp_val10k", {"optim.lr"}),
     "lenet300_pruning_fast_lr_val10k": ("lenet300_pruning_val10k", {"optim.lr"}),
+    "lenet5_pruning_fast_lr_val10k": ("lenet5_pruning_val10k", {"optim.lr"}),
     "lenet300_dense_random_labels": ("lenet300_dense", {"data.labels"}),
     "lenet300_sparsevd_random_labels": ("lenet300_sparsevd", {"data.labels"}),
     "lenet300_ard_talk": ("lenet300_ard", {"trainer.epochs", "kl.start", "kl.warmup", "optim.schedule",
