@@ -128,3 +128,16 @@ def test_profile_prints_where_one_cases_step_time_goes_and_names_a_wrong_case(ca
     assert script("bench").main([*cmd[2:], "lenet300/ours/nope"]) == 2  # the refusal, in this process
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "lenet300/ours/sparsevd" in err
+
+
+@pytest.mark.parametrize("net", ["lenet300", "lenet5"])
+@pytest.mark.parametrize("method", ["sparsevd", "ard"])
+def test_the_bench_builds_each_row_with_its_recipes_layer_options(net, method):
+    """The bench's nets are the rows' own: every method.* option the row trains with, and nothing a layer
+    does not take (such as magnitude pruning's options)."""
+    from sparsevd.bench.training import recipe_options
+    from sparsevd.core.models import build_model, svdo_layers
+
+    options = recipe_options(net, method)
+    layers = svdo_layers(build_model(net, method, **options))
+    assert layers and all(layer.threshold == options["threshold"] for layer in layers)

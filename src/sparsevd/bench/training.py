@@ -92,8 +92,9 @@ def _batches(x, y, device):
 
 def recipe_options(net: str, method: str) -> dict:
     """The layer options (``method.*``) that ``experiment=<net>_<method>`` trains with."""
-    from ..config import compose
-    return {k: v for k, v in vars(compose(f"experiment={net}_{method}").method).items() if k != "name"}
+    from ..config import PRUNING_OPTIONS, compose
+    return {k: v for k, v in vars(compose(f"experiment={net}_{method}").method).items()
+            if k != "name" and k not in PRUNING_OPTIONS}
 
 
 def make_cases(nets, x, y, device, with_ard_lib: bool, recipes: dict | None = None) -> list[Case]:
