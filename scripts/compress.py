@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     block = (f"{render_bytes(readme_rows(table))}\n{bytes_verdicts(table)} At threshold 3 against the rest of the "
              f"sweep:\n\n{threshold_note(readme_rows(rows_only))}\n")
     where = pareto_sentence("lenet5", sweep, load_paper(args.paper), weightless_points(args.runs))
-    versus = "\n".join(f"- {versus_sentence(net, sweep)}" for net in ("lenet300", "lenet5"))
+    versus = "".join(f"- {versus_sentence(net, sweep)}" for net in ("lenet300", "lenet5"))
     for text, start, end in ((block, BYTES_START, BYTES_END), (where, PARETO_START, PARETO_END),
                              (versus, VERSUS_START, VERSUS_END)):
         if args.readme and not update_readme(Path(args.readme), text, start, end):

@@ -37,3 +37,9 @@ def test_without_both_rows_the_sentence_says_what_is_missing():
     only_vd = [r for r in sweeps() if r["method"] == "sparsevd"]
     assert "no SparseVD and gradual-pruning records" in versus_sentence("lenet300", only_vd)
     assert "no SparseVD and gradual-pruning records" in versus_sentence("lenet5", sweeps())
+
+
+def test_a_sweep_that_stays_under_the_error_says_it_would_reach_further():
+    sweep = [r for r in sweeps() if r["row"] != "lenet300_gmp"]
+    sweep += [row("lenet300_gmp", s, None, 3.0, 104.0, "pruning") for s in (0, 1)]  # above all of SparseVD's sweep
+    assert "reaches at least 200×, its most compressed point (threshold -1, 2.65 %)" in versus_sentence("lenet300", sweep)

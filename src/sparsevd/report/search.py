@@ -156,7 +156,7 @@ def pruning_table(sweep: list[dict], net: str, n: int) -> str:
                          f"| {_rank_cell(c, group, n)} | {c['test']:.2f} % |")
     note = (f"{NETS[net]}, magnitude pruning: each record is the one net it was retrained to, so it has no "
             f"threshold sweep. Candidates within 10 % of each other's compression are ranked together by "
-            f"validation error ({n:,} held-out training images; standard error as above).")
+            f"validation error ({n:,} held-out training images; standard error sqrt(p(1 - p)/n)).")
     return note + "\n\n" + "\n".join(lines) + "\n"
 
 

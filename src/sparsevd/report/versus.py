@@ -71,6 +71,14 @@ def versus_sentence(net: str, sweep: list[dict]) -> str:
     tail = [f"at SparseVD's {vd_err:.2f} % magnitude pruning reaches "
             + (f"{at_vd[1]:.0f}× at most ({at_vd[0]}, {at_vd[2]:.2f} %)" if at_vd else
                f"no compression: none of its {len(pruned)} rows errs that little"),
-            f"at pruning's {gmp_err:.2f} % SparseVD's seed-mean sweep reaches "
-            + (f"{at_gmp[1]:.0f}× ({at_gmp[0]}, {at_gmp[2]:.2f} %)" if at_gmp else "no point of its sweep")]
+            f"at pruning's {gmp_err:.2f} % SparseVD's seed-mean sweep reaches " + _reach(at_gmp, curve)]
     return f"{head}; {'; '.join(tail)}.\n"
+
+
+def _reach(point, curve) -> str:
+    """Where a sweep reaches at an error: its point, or 'at least' when that is the sweep's last point."""
+    if point is None:
+        return "no point of its sweep"
+    if point[1] >= max(p[1] for p in curve):  # the whole sweep stays under the error: it would reach further
+        return f"at least {point[1]:.0f}×, its most compressed point ({point[0]}, {point[2]:.2f} %)"
+    return f"{point[1]:.0f}× ({point[0]}, {point[2]:.2f} %)"
