@@ -20,7 +20,7 @@ OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONFIGS / g).glob("*.yam
 
 
 def composed(*overrides):
-    """A fresh copy of the resolved config; each set of overrides is composed once per session."""
+    """A fresh copy of the resolved config; each set of overrides is composed once per test run."""
     return copy.deepcopy(_composed(overrides))
 
 

@@ -50,11 +50,11 @@ def _onnxruntime(svd: Path, warn):
     try:
         data = onnx_bytes(svd.read_bytes())
         (svd.parent / "net.onnx").write_bytes(data)
-        session = OnnxNet(svd.parent / "net.onnx", threads=torch.get_num_threads()).session
+        runtime = OnnxNet(svd.parent / "net.onnx", threads=torch.get_num_threads()).runtime
     except ExportError as exc:
         warn(f"inference bench: skipping onnxruntime ({exc})")
         return None
-    return len(data), lambda x: session.run(None, {INPUT: x})
+    return len(data), lambda x: runtime.run(None, {INPUT: x})
 
 
 def bench_record(folder: Path, net: str, repeats: int = 7, warn=print) -> list[dict]:

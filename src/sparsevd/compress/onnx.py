@@ -72,17 +72,17 @@ def onnx_bytes(svd: bytes, input_shape=(1, 28, 28)) -> bytes:
 class OnnxNet:
     """An ONNX file in onnxruntime on the CPU, called like the torch module: raw images (N, C, H, W)
     in [0, 1] -> logits (N, classes). ``threads``: onnxruntime's intra-op threads (default: torch's
-    thread count); ``session`` is the onnxruntime session, for calls with numpy arrays."""
+    thread count); ``runtime`` is onnxruntime's loaded model, for calls with numpy arrays."""
 
     def __init__(self, path: str | Path, threads: int | None = None):
         ort = require("onnxruntime")
         self.threads = threads or torch.get_num_threads()
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = self.threads, 1
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.runtime = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, u: torch.Tensor) -> torch.Tensor:
-        (logits,) = self.session.run([OUTPUT], {INPUT: u.detach().float().cpu().contiguous().numpy()})
+        (logits,) = self.runtime.run([OUTPUT], {INPUT: u.detach().float().cpu().contiguous().numpy()})
         return torch.from_numpy(logits)
 
 
