@@ -1,4 +1,4 @@
-# sparsevd: `make reproduce` rebuilds Table 1, `make test` runs the tests.
+# sparsevd: `make reproduce` rebuilds Table 1, `make test` runs the quick tests, `make test-all` every test.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -27,7 +27,7 @@ TRAIN_ROWS := $(PY) scripts/train.py -m experiment=$(ROWS) seed=$(SEED_LIST) res
 	$(LAUNCH) trainer.progress=false $(if $(EPOCHS),trainer.epochs=$(EPOCHS))
 
 .DEFAULT_GOAL := help
-.PHONY: help install test train reproduce reproduce-timing records report notebook bench throughput export compress
+.PHONY: help install test test-all train reproduce reproduce-timing records report notebook bench throughput export compress
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -40,7 +40,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install sparsevd with its pins and the dev and onnx extras (idempotent)
 
-test: $(STAMP) ## run the whole test suite, one worker per core (pytest-xdist), ending with its ten slowest tests
+test: $(STAMP) ## the quick suite (a few minutes): every test not marked slow, one worker per core (pytest-xdist), ending with its ten slowest
+	$(PY) -m pytest -q -n auto --dist loadfile --durations=10 -m "not slow"
+
+test-all: $(STAMP) ## every test, the slow end-to-end ones too (trainings, resumes, notebooks, make reproduce): what CI runs
 	$(PY) -m pytest -q -n auto --dist loadfile --durations=10
 
 train: $(STAMP) ## train one config: make train ARGS="model=lenet5 method=ard"

@@ -1,7 +1,7 @@
 """SparseVD on a network of your own: train it dense, sparsify it from those weights, train on, export.
 
     python examples/own_model.py                          # Fashion-MNIST, 3 dense + 10 sparse epochs
-    python examples/own_model.py --epochs 3 --train-size 2000
+    python examples/own_model.py --epochs 3 --train-size 2000 --test-size 2000
 
 Plain PyTorch: the only sparsevd calls are sparsify, elbo_loss, KLSchedule, stats and export.
 Data: torchvision's FashionMNIST under --data (default: $SPARSEVD_DATA, else ./data).
@@ -33,14 +33,15 @@ class SmallCNN(nn.Module):
         return self.fc2(F.relu(self.fc1(x.flatten(1))))
 
 
-def fashion_mnist(root: str, train_size: int):
+def fashion_mnist(root: str, train_size: int, test_size: int):
     from torchvision.datasets import FashionMNIST
     try:
         train, test = FashionMNIST(root, train=True, download=False), FashionMNIST(root, train=False, download=False)
     except RuntimeError:
         sys.exit(f"error: FashionMNIST not found under {root}; pass --data or set SPARSEVD_DATA")
     as_input = lambda d: d.data.float().div(255).unsqueeze(1)  # noqa: E731  raw pixels in [0, 1]
-    return as_input(train)[:train_size], train.targets[:train_size], as_input(test), test.targets
+    return (as_input(train)[:train_size], train.targets[:train_size],
+            as_input(test)[:test_size], test.targets[:test_size])
 
 
 @torch.no_grad()
@@ -64,11 +65,12 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=10, help="SparseVD epochs after sparsify")
     p.add_argument("--dense-epochs", type=int, default=3, help="plain training epochs before sparsify")
     p.add_argument("--train-size", type=int, default=60_000, help="first N training images")
+    p.add_argument("--test-size", type=int, default=10_000, help="first N test images")
     p.add_argument("--data", default=os.environ.get("SPARSEVD_DATA", "data"))
     p.add_argument("--out", type=Path, default=Path("outputs/own_model.svd"), help="the exported file")
     args = p.parse_args(argv)
     torch.manual_seed(0)
-    x, y, x_test, y_test = fashion_mnist(args.data, args.train_size)
+    x, y, x_test, y_test = fashion_mnist(args.data, args.train_size, args.test_size)
 
     model = SmallCNN()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)

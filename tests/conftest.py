@@ -5,6 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest-xdist runs one worker per core: each worker, and every process a test starts, computes on one
+    # thread, so that two workers' torch thread pools do not fight over the same cores
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 PAPER = REPO / "results" / "paper.yaml"
 
@@ -25,6 +30,16 @@ def data_root() -> Path:
             pytest.fail("real MNIST not found under $SPARSEVD_DATA, ../shared/data or data/ (CI=true)")
         pytest.skip("real MNIST not found; set SPARSEVD_DATA")
     return root
+
+
+def record_id(folder) -> str:
+    return f"{folder.parent.name}/{folder.name}"
+
+
+def slow_after_first(values, ids):
+    """``values`` as pytest params, all but the first marked slow: ``make test`` checks one case, ``make test-all``
+    every case."""
+    return [pytest.param(v, id=ids(v), marks=() if i == 0 else pytest.mark.slow) for i, v in enumerate(values)]
 
 
 def script(name: str):

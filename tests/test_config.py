@@ -156,6 +156,7 @@ def test_batch_larger_than_data_is_rejected():
     ("method.threshold=inf", "method.threshold"),
     ("experiment=lenet5_sparsevd_pretrained", "model.init_from=<run folder"),
 ])
+@pytest.mark.slow
 def test_cli_bad_override_is_one_clear_error_and_writes_nothing(override, needle, tmp_path):
     run_dir = tmp_path / "run"
     proc = subprocess.run([sys.executable, "scripts/train.py", override, "logger=none",
@@ -175,6 +176,7 @@ def test_launcher_configs_compose(launcher, target):
     assert cfg.hydra.launcher._target_.endswith(target)
 
 
+@pytest.mark.slow
 def test_cli_missing_data_and_unwritable_results_write_nothing(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")

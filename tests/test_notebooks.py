@@ -10,6 +10,7 @@ from conftest import fake_record
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("records", ["fabricated", "committed"])
 def test_results_notebook_executes(records, tmp_path, monkeypatch):
     if records == "fabricated":

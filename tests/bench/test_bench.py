@@ -50,6 +50,7 @@ def test_flop_counts_match_torchs_own_count_of_a_training_step(net):
     assert 2 * sum(forward_macs(net).values()) == forward.get_total_flops()
 
 
+@pytest.mark.slow
 def test_bench_smoke_writes_a_complete_report(tmp_path, data_root):
     out = tmp_path / "bench.json"
     readme_before = (REPO / "README.md").read_bytes()
@@ -121,6 +122,7 @@ def test_throughput_runs_processes_side_by_side_and_reports_the_shared_rate(tmp_
     assert bad.returncode == 1 and bad.stderr.startswith("error: 1 run(s) failed (lenet300_dense seed 0)")
 
 
+@pytest.mark.slow
 def test_profile_prints_where_one_cases_step_time_goes_and_names_a_wrong_case(capsys):
     cmd = [sys.executable, "scripts/bench.py", "--nets", "lenet300", "--compile", "false", "--profile"]
     ok = subprocess.run([*cmd, "lenet300/reference/dense"], cwd=REPO, capture_output=True, text=True, timeout=300)

@@ -10,7 +10,7 @@ import pytest
 from sparsevd.compress.deploy import DEFAULT, LOSSLESS, export_record, records_with_weights, threshold_sweep
 from sparsevd.records import read_final
 
-from conftest import REPO, script
+from conftest import REPO, record_id, script, slow_after_first
 RUNS = REPO / "results" / "runs"
 RECORDS = records_with_weights(RUNS)
 FIRST = records_with_weights(RUNS, first_seed_only=True)  # each row's first seed: the costlier checks
@@ -43,7 +43,7 @@ def test_one_csv_holds_sweeps_of_nets_with_different_layers():
                    {"row": "b", "sparsity_fc1": "98.5", "sparsity_conv1": "70.0"}]
 
 
-@pytest.mark.parametrize("folder", FIRST, ids=lambda f: f"{f.parent.name}/{f.name}")
+@pytest.mark.parametrize("folder", slow_after_first(FIRST, ids=record_id))
 def test_lossless_export_has_exactly_the_records_error_and_the_default_stays_close(tmp_path, folder, data_root):
     final = read_final(folder / "final.json")
     want = final["metrics"]["test_error"]
@@ -56,7 +56,7 @@ def test_lossless_export_has_exactly_the_records_error_and_the_default_stays_clo
                                             QUANTIZED_TOLERANCE[final["config"]["data"]["name"]])
 
 
-@pytest.mark.parametrize("folder", RECORDS, ids=lambda f: f"{f.parent.name}/{f.name}")
+@pytest.mark.parametrize("folder", slow_after_first(RECORDS, ids=record_id))
 def test_the_threshold_sweep_at_3_is_the_record(folder, data_root):
     (at3,), _ = threshold_sweep(folder, at=[3.0])
     final = _final(folder)
@@ -64,6 +64,7 @@ def test_the_threshold_sweep_at_3_is_the_record(folder, data_root):
     assert {k: at3[f"sparsity_{k}"] for k in final["sparsity"]} == final["sparsity"]
 
 
+@pytest.mark.slow
 def test_the_whole_sweep_runs_from_minus_1_to_the_clip_and_keeps_more_as_it_rises(data_root):
     rows, _ = threshold_sweep(RECORDS[0])
     assert [r["threshold"] for r in rows][:2] == [-1.0, -0.5] and rows[-1]["threshold"] == 8.0
@@ -77,6 +78,7 @@ def test_every_row_with_weights_is_tested_on_its_first_seed():
     assert all(int(f.name[4:]) == min(int(g.name[4:]) for g in RECORDS if g.parent == f.parent) for f in FIRST)
 
 
+@pytest.mark.slow
 def test_export_cli_writes_the_file_and_refuses_bad_input_in_one_line(tmp_path, data_root, capsys):
     out = tmp_path / "net.svd"
     ok = subprocess.run([sys.executable, "scripts/export.py", str(RECORDS[0]), "--out", str(out)], cwd=REPO,
@@ -91,6 +93,7 @@ def test_export_cli_writes_the_file_and_refuses_bad_input_in_one_line(tmp_path, 
         assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_compress_writes_the_tables_figures_and_readme_block(tmp_path, data_root):
     import csv
     import io

@@ -157,6 +157,7 @@ def test_a_plain_user_chain_exports(tmp_path):
     torch.testing.assert_close(load(tmp_path / "net.svd")(u), net(u), rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_loader_needs_nothing_but_torch(tmp_path):
     export(trained_like("lenet300"), tmp_path / "net.svd")
     shutil.copy(REPO / "src" / "sparsevd" / "compress" / "reader.py", tmp_path / "standalone.py")

@@ -17,7 +17,7 @@ from sparsevd.compress.reader import load
 from sparsevd.compress.weights import load_record
 from sparsevd.data import raw_input
 
-from conftest import REPO
+from conftest import REPO, record_id, slow_after_first
 
 RUNS = REPO / "results" / "runs"
 TABLE1 = ("lenet300_sparsevd", "lenet300_ard", "lenet5_sparsevd", "lenet5_ard")
@@ -46,7 +46,7 @@ def test_every_table1_row_has_a_record_to_check():
     assert {f.parent.name for f in RECORDS} == set(TABLE1)
 
 
-@pytest.mark.parametrize("folder", RECORDS, ids=lambda f: f"{f.parent.name}/{f.name}")
+@pytest.mark.parametrize("folder", slow_after_first(RECORDS, ids=record_id))
 def test_onnxruntime_predicts_what_the_compact_file_predicts(tmp_path, folder, data_root):
     svd, graph, u, _ = exported_pair(folder, tmp_path)
     with torch.inference_mode():
@@ -99,6 +99,7 @@ def test_a_missing_extra_is_one_line_naming_the_install(tmp_path, monkeypatch, m
     assert "\n" not in str(err.value) and not (tmp_path / "net.onnx").exists()
 
 
+@pytest.mark.slow
 def test_export_cli_writes_onnx_and_a_missing_extra_is_one_line(tmp_path, data_root):
     record, out = str(RUNS / "lenet300_sparsevd" / "seed0"), tmp_path / "net.onnx"
     env = {**os.environ, "SPARSEVD_DATA": str(data_root)}

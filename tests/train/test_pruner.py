@@ -52,6 +52,7 @@ def test_pruned_weights_stay_zero_through_adam_steps_and_in_the_weights_file(tmp
     assert (tmp_path / WEIGHTS).stat().st_size < pruner.total  # a quarter of fp32: only the nonzeros are stored
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("allocation", ALLOCATIONS)
 def test_the_gradual_schedule_reaches_its_target_compression(tmp_path, allocation):
     torch.manual_seed(0)
@@ -152,6 +153,7 @@ def test_the_exported_file_of_a_pruned_record_has_the_records_error(tmp_path, pr
     ("method.allocation=layerwise", "method.allocation='layerwise'; use method.allocation=uniform|erk|global|std"),
     ("model.init_from=null", "method=pruning prunes a trained net; pass model.init_from="),
 ])
+@pytest.mark.slow
 def test_an_unknown_schedule_or_allocation_is_one_line_and_writes_nothing(tmp_path, override, needle):
     run_dir = tmp_path / "outputs" / "run"
     proc = subprocess.run([sys.executable, "scripts/train.py", "experiment=lenet300_gmp", override, "logger=none",

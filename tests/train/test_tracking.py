@@ -53,6 +53,7 @@ def complete_records(log: Path, timeout: float = 60.0) -> list:
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_offline_wandb_run_contains_the_logged_metrics(tmp_path, data_root, monkeypatch):
     monkeypatch.setenv("SPARSEVD_DATA", str(data_root))
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -89,6 +90,7 @@ def test_offline_wandb_run_contains_the_logged_metrics(tmp_path, data_root, monk
     assert {"lenet300", "sparsevd", "mnist"} <= set(run_info.tags)
 
 
+@pytest.mark.slow
 def test_a_resumed_training_continues_the_same_wandb_run(tmp_path, data_root, monkeypatch):
     import sparsevd.train.run as run_module
     from sparsevd.train.checkpoint import load_checkpoint
