@@ -232,6 +232,7 @@ VARIANTS = {
     **{f"{net}_{row}_val10k": (f"{net}_{row}", {"data.val_size", "model.init_from"})
        for net in ("lenet300", "lenet5") for row in ("pruning", "gmp")},
     "lenet300_pruning_val10k": ("lenet300_pruning", {"data.val_size", "model.init_from", "optim.lr"}),
+    "lenet5_gmp_val10k": ("lenet5_gmp", {"data.val_size", "model.init_from", "method.allocation"}),
     **{f"{net}_gmp_{split}_val10k": (f"{net}_gmp_val10k", {"method.allocation"})
        for net in ("lenet300", "lenet5") for split in ("uniform", "global")},
     **{f"{net}_gmp_{t}x": (f"{net}_gmp", {"method.target_compression"}) for net in ("lenet300", "lenet5") for t in (20, 500)},
