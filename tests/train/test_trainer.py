@@ -5,7 +5,7 @@ from sparsevd.data import Dataset
 from sparsevd.core.models import build_model
 from sparsevd.core.objective import KLSchedule
 from conftest import run_config, tiny_train_config
-from sparsevd.train.trainer import TrainingError, fit, lr_factor
+from sparsevd.train.trainer import TrainingError, fit, lr_factor, summary_line
 
 
 def test_kl_weight_schedule_matches_authors_rw_linear():
@@ -177,3 +177,11 @@ def test_history_counts_weights_crossing_the_threshold(tmp_path):
         assert row["newly_pruned"] == sum(int((b & ~n).sum()) for n, b in zip(now, before))
         flips += row["revived"] + row["newly_pruned"]
     assert flips > 0
+
+
+def test_the_epoch_line_names_the_validation_error_where_there_is_one():
+    row = {"epoch": 7, "test_error": 1.62, "sparsity": {"fc1": 90.0, "fc2": 80.0}, "compression": 12.0,
+           "kl_weight": 1.0, "lr": 1e-3, "train_ce": 0.01, "train_kl_per_sample": 0.0}
+    assert "  error 1.62%  " in summary_line(row) and "val" not in summary_line(row)
+    line = summary_line({**row, "val_error": 1.80})
+    assert "val error 1.80%  test error 1.62%" in line and "  error 1.62%" not in line

@@ -276,7 +276,10 @@ def _progress(steps, enabled: bool, desc: str):
 
 
 def summary_line(row: dict) -> str:
+    """One epoch's line. With a validation split it names both errors, validation first: choices are made on it."""
     sp = "-".join(f"{v:.1f}" for v in row["sparsity"].values())
-    return (f"epoch {row['epoch']:>3}  error {row['test_error']:.2f}%  sparsity {sp}%  "
+    error = (f"val error {row['val_error']:.2f}%  test error {row['test_error']:.2f}%" if "val_error" in row
+             else f"error {row['test_error']:.2f}%")
+    return (f"epoch {row['epoch']:>3}  {error}  sparsity {sp}%  "
             f"compression {row['compression']:.1f}x  beta {row['kl_weight']:.3f}  lr {row['lr']:.2e}  "
             f"ce {row['train_ce']:.4f}  kl/N {row['train_kl_per_sample']:.4f}")
