@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 from omegaconf import MISSING
 
@@ -26,7 +26,8 @@ LOSS_SCALES = ("sum", "mean")
 
 MAX_LOG_ALPHA_CLIP = 20.0  # above ~20, alpha * theta^2 stops being a variance float32 can carry usefully
 SCHEMA = "sparsevd_schema"  # the name configs/train.yaml's defaults list extends
-PRUNING_OPTIONS = ("schedule", "allocation", "target_compression", "quality", "rounds", "prune_start", "prune_every")
+PRUNING_OPTIONS = ("schedule", "allocation", "target_compression", "quality", "densities", "rounds", "prune_start",
+                   "prune_every")
 
 
 # The one migration step for configs of older records: options added since, with the value that
@@ -89,9 +90,10 @@ class Method:
     kl_fit: str = MISSING          # eq14 | march2017 (core.models.KL_FITS)
     # method=pruning only (core.pruning); null for the other methods
     schedule: Optional[str] = None            # han | gradual (SCHEDULES)
-    allocation: Optional[str] = None          # uniform | erk | global | std (ALLOCATIONS)
+    allocation: Optional[str] = None          # uniform | erk | global | std | layers (ALLOCATIONS)
     target_compression: Optional[float] = None  # weights / nonzero weights at the end, biases excluded
     quality: Optional[float] = None           # han with allocation=std: threshold = quality x the layer's std
+    densities: Optional[List[float]] = None   # allocation=layers: each layer's final share of kept weights, in order
     rounds: Optional[int] = None              # pruning events: prune-retrain rounds (han), steps of the cubic (gradual)
     prune_start: Optional[int] = None         # 0-based epoch of the first event
     prune_every: Optional[int] = None         # epochs between events
@@ -291,8 +293,15 @@ def _check_pruning(c: Config) -> None:
                                         f"a trained dense {c.model.name}, e.g. results/runs/{c.model.name}_dense/seed{c.seed}>")
     need(m.schedule in SCHEDULES, f"method.schedule={m.schedule!r}; use method.schedule={'|'.join(SCHEDULES)}")
     need(m.allocation in ALLOCATIONS, f"method.allocation={m.allocation!r}; use method.allocation={'|'.join(ALLOCATIONS)}")
-    need((m.target_compression is None) != (m.quality is None),
-         "method=pruning takes one of method.target_compression (e.g. 12) and method.quality; set one, null the other")
+    need(m.allocation != "layers" or m.densities is not None,
+         "method.allocation=layers keeps each layer's given share; set method.densities=[share per layer, in order]")
+    need(m.allocation == "layers" or m.densities is None,
+         f"method.densities is read by method.allocation=layers only; drop it, or set the allocation (now {m.allocation})")
+    if m.densities is not None:
+        _check_densities(m.densities, c.model.name)
+    need(sum(x is not None for x in (m.target_compression, m.quality, m.densities)) == 1,
+         "method=pruning takes one of method.target_compression (e.g. 12), method.quality and method.densities; "
+         "set one, null the others")
     need(m.target_compression is None or finite(m.target_compression) and m.target_compression > 1,
          f"method.target_compression={m.target_compression} must be a finite number > 1 (weights / nonzero weights)")
     need(m.quality is None or finite(m.quality) and m.quality > 0, f"method.quality={m.quality} must be finite and > 0")
@@ -304,6 +313,16 @@ def _check_pruning(c: Config) -> None:
     last = m.prune_start + (m.rounds - 1) * m.prune_every
     need(last < c.trainer.epochs, f"the last pruning event, epoch method.prune_start + (method.rounds - 1) x "
                                   f"method.prune_every = {last}, must come before trainer.epochs={c.trainer.epochs}")
+
+
+def _check_densities(densities: list, model: str) -> None:
+    """One share in (0, 1] for each weighted layer of ``model``, in the model's order."""
+    from .core.models import build_model, weighted_layers
+    names = list(weighted_layers(build_model(model, "dense")))
+    _need(len(densities) == len(names), f"method.densities has {len(densities)} shares; {model} needs one per layer "
+                                         f"({', '.join(names)}), e.g. method.densities=[{','.join(['0.1'] * len(names))}]")
+    bad = [f"{n}: {v}" for n, v in zip(names, densities) if not (_finite(v) and 0 < v <= 1)]
+    _need(not bad, f"method.densities: {bad[0] if bad else ''} must be a share of the layer's weights in (0, 1]")
 
 
 def compose(*overrides: str, config_dir: str | None = None) -> Config:

@@ -5,8 +5,10 @@ import pytest
 import torch
 
 from sparsevd.core.models import build_model
-from sparsevd.core.pruning import (ALLOCATIONS, allocate, attach_masks, erk_densities, kept_fraction, mask_of,
-                                   original_of, quality_masks, set_masks)
+from sparsevd.core.pruning import (ALLOCATIONS, allocate, attach_masks, erk_densities, final_share, kept_fraction,
+                                   layer_counts, mask_of, original_of, quality_masks, set_masks)
+
+TO_A_COUNT = [a for a in ALLOCATIONS if a != "layers"]  # "layers" keeps given shares per layer, not a count
 
 
 def lenet5_weights(seed=0):
@@ -41,7 +43,7 @@ def test_erk_shares_follow_the_sum_over_the_product_of_the_dimensions():
     assert sum(big[k] * math.prod(s) for k, s in shapes.items()) == pytest.approx(60_000)
 
 
-@pytest.mark.parametrize("allocation", ALLOCATIONS)
+@pytest.mark.parametrize("allocation", TO_A_COUNT)
 def test_each_allocation_keeps_exactly_the_count_asked_and_never_revives_a_weight(allocation):
     weights = lenet5_weights()
     live = {k: torch.ones_like(w, dtype=torch.bool) for k, w in weights.items()}
@@ -72,6 +74,25 @@ def test_what_each_allocation_keeps():
     erk = allocate(weights, live, total // 10, "erk")
     d = erk_densities({k: tuple(w.shape) for k, w in weights.items()}, total // 10)
     assert all(abs(int(m.sum()) - d[k] * weights[k].numel()) <= 1 for k, m in erk.items())
+
+
+def test_the_layers_allocation_ends_at_the_given_shares_each_layer_on_one_log_scale():
+    weights = lenet5_weights()
+    sizes = {k: w.numel() for k, w in weights.items()}
+    shares = {"conv1": 0.66, "conv2": 0.12, "fc1": 0.08, "fc2": 0.19}  # Han et al. 2015's LeNet-5
+    final = final_share(shares, sizes)
+    assert 1 / final == pytest.approx(430_500 / (330 + 3000 + 32_000 + 950))
+    live = {k: torch.ones_like(w, dtype=torch.bool) for k, w in weights.items()}
+    half = allocate(weights, live, round(sum(sizes.values()) * final ** 0.5), "layers", shares)
+    # half way on the log scale of the net's share, each layer is half way on the log scale of its own
+    assert {k: int(m.sum()) for k, m in half.items()} == {k: round(sizes[k] * shares[k] ** 0.5) for k in sizes}
+    pruned = {k: w * m for (k, w), m in zip(weights.items(), half.values())}
+    end = allocate(pruned, half, round(sum(sizes.values()) * final), "layers", shares)
+    assert {k: int(m.sum()) for k, m in end.items()} == {k: round(sizes[k] * shares[k]) for k in sizes}
+    assert all(not (end[k] & ~half[k]).any() for k in weights)  # a pruned weight stays pruned
+    for k, m in end.items():  # the largest |w| of each layer
+        assert weights[k][m].abs().min() >= weights[k][~m].abs().max()
+    assert layer_counts(shares, sizes, 1.0) == sizes  # nothing pruned before the first event
 
 
 def test_han_quality_prunes_below_quality_times_the_layers_std():

@@ -53,7 +53,7 @@ def test_pruned_weights_stay_zero_through_adam_steps_and_in_the_weights_file(tmp
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("allocation", ALLOCATIONS)
+@pytest.mark.parametrize("allocation", [a for a in ALLOCATIONS if a != "layers"])
 def test_the_gradual_schedule_reaches_its_target_compression(tmp_path, allocation):
     torch.manual_seed(0)
     model = build_model("lenet5", "dense")
@@ -73,6 +73,20 @@ def test_the_gradual_schedule_reaches_its_target_compression(tmp_path, allocatio
     want = [1.0] + [total / round(total * kept_fraction("gradual", k, 3, 80)) for k in (1, 2, 3)] + [total / nonzero]
     assert seen == pytest.approx(want, rel=1e-3)
     assert all(not (now & ~before).any() for a, b in zip(masks, masks[1:]) for before, now in zip(a, b))
+
+
+def test_han_rounds_with_given_shares_end_at_each_layers_share():
+    torch.manual_seed(0)
+    model = build_model("lenet300", "dense")
+    cfg = pruning_config("method.schedule=han", "method.allocation=layers", "method.target_compression=null",
+                         "method.densities=[0.08,0.09,0.26]", "method.rounds=2", "trainer.epochs=3")
+    pruner = Pruner(cfg.method, model)
+    assert pruner.target == pytest.approx(266_200 / (18_816 + 2_700 + 260))  # Han et al.'s 12x
+    optimizer = make_optimizer(model, 1e-3)
+    assert pruner.before_epoch(0, optimizer) is not None and pruner.before_epoch(1, optimizer) is not None
+    kept = {name: int(mask_of(layer).sum()) for name, layer in pruner.layers.items()}
+    assert kept == {"fc1": 18_816, "fc2": 2_700, "fc3": 260}
+    assert pruner.before_epoch(2, optimizer) is None  # two rounds, then the masks hold
 
 
 def pruner_layers(model):
@@ -150,7 +164,7 @@ def test_the_exported_file_of_a_pruned_record_has_the_records_error(tmp_path, pr
 
 @pytest.mark.parametrize("override,needle", [
     ("method.schedule=cubic", "method.schedule='cubic'; use method.schedule=han|gradual"),
-    ("method.allocation=layerwise", "method.allocation='layerwise'; use method.allocation=uniform|erk|global|std"),
+    ("method.allocation=layerwise", "method.allocation='layerwise'; use method.allocation=uniform|erk|global|std|layers"),
     ("model.init_from=null", "method=pruning prunes a trained net; pass model.init_from="),
 ])
 @pytest.mark.slow

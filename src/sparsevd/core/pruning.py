@@ -1,6 +1,6 @@
 """Magnitude pruning of a plain network: each weighted layer's mask is a torch parametrization
 (``weight = original * mask``), and a number of weights to keep is split over the layers by one of
-four allocations.
+five allocations.
 
 - ``uniform``: every layer keeps the same share of its weights (Zhu & Gupta 2017).
 - ``erk``: Erdős–Rényi-Kernel (Evci et al. 2020, Sec. 3, "Sparsity distribution"): a layer of shape
@@ -9,6 +9,10 @@ four allocations.
 - ``global``: one magnitude threshold over all layers: the largest |w| of the whole net.
 - ``std``: Han et al. (2015, Sec. 4): a layer's threshold is a quality parameter times the standard
   deviation of its weights, one quality for all layers: the largest |w| / std(layer).
+- ``layers``: each layer ends with the share of its weights given to it (``densities`` by layer, e.g. the shares
+  Han et al. 2015 report in their Tables 2 and 3); an event that keeps the share f of the net, on the way to
+  F = the densities' total share, keeps d ** (log f / log F) of a layer whose final share is d, so every
+  layer moves on the same log scale and all reach their shares at the last event.
 
 Within a layer the largest |w| are kept; a pruned weight is never chosen again.
 """
@@ -23,7 +27,7 @@ from torch.nn.utils import parametrize
 from .models import weighted_layers
 
 SCHEDULES = ("han", "gradual")
-ALLOCATIONS = ("uniform", "erk", "global", "std")
+ALLOCATIONS = ("uniform", "erk", "global", "std", "layers")
 
 
 class WeightMask(nn.Module):
@@ -122,10 +126,27 @@ def _live_std(w: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
     return kept.std() if kept.numel() > 1 else w.new_ones(())
 
 
+def final_share(densities: dict[str, float], sizes: dict[str, int]) -> float:
+    """The share of the net's weights that per-layer ``densities`` keep."""
+    return sum(densities[k] * sizes[k] for k in sizes) / sum(sizes.values())
+
+
+def layer_counts(densities: dict[str, float], sizes: dict[str, int], share: float) -> dict[str, int]:
+    """Weights each layer keeps when the net keeps ``share`` on its way to the ``densities`` (see ``layers``)."""
+    final = final_share(densities, sizes)
+    power = math.log(share) / math.log(final) if final < 1.0 else 1.0
+    return {k: max(1, min(sizes[k], round(sizes[k] * densities[k] ** power))) for k in sizes}
+
+
 @torch.no_grad()
 def allocate(weights: dict[str, torch.Tensor], live: dict[str, torch.Tensor], keep: int,
-             allocation: str) -> dict[str, torch.Tensor]:
-    """Masks keeping ``keep`` weights of the net, split by ``allocation``; ``live``: the current masks."""
+             allocation: str, densities: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
+    """Masks keeping ``keep`` weights of the net, split by ``allocation``; ``live``: the current masks;
+    ``densities``: the final per-layer shares of ``allocation="layers"``."""
+    if allocation == "layers":
+        sizes = {k: w.numel() for k, w in weights.items()}
+        counts = layer_counts(densities, sizes, keep / sum(sizes.values()))
+        return {k: _largest(w.abs(), live[k], counts[k]) for k, w in weights.items()}
     if allocation in ("uniform", "erk"):
         sizes = {k: w.numel() for k, w in weights.items()}
         densities = ({k: keep / sum(sizes.values()) for k in sizes} if allocation == "uniform"

@@ -4,6 +4,7 @@
 - ``han`` (Han et al. 2015): prune, retrain ``prune_every`` epochs, repeat. With ``target_compression``
   each round keeps the same share of the weights still kept, (1/target)^(1/rounds), so the last reaches
   the target; with ``quality`` (``allocation=std``) each round prunes |w| < quality x the layer's std.
+  With ``allocation=layers`` the target is the one the per-layer ``densities`` make.
 - ``gradual`` (Zhu & Gupta 2017, Eq. 1): sparsity follows their cubic from the dense net to
   1 - 1/target, one step per event (:func:`sparsevd.core.pruning.kept_fraction`). Their first step,
   at t0, prunes s_i = 0 of the weights, i.e. nothing; ours at ``prune_start`` is their t0 + Δt.
@@ -17,7 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..core.pruning import allocate, attach_masks, kept_fraction, mask_of, original_of, quality_masks, set_masks
+from ..core.pruning import (allocate, attach_masks, final_share, kept_fraction, mask_of, original_of, quality_masks,
+                            set_masks)
 
 
 class Pruner:
@@ -26,7 +28,10 @@ class Pruner:
     def __init__(self, method, model: nn.Module):
         self.method = method
         self.layers = attach_masks(model)
-        self.total = sum(layer.weight.numel() for layer in self.layers.values())
+        sizes = {name: layer.weight.numel() for name, layer in self.layers.items()}
+        self.total = sum(sizes.values())
+        self.densities = dict(zip(sizes, method.densities)) if method.densities is not None else None
+        self.target = 1.0 / final_share(self.densities, sizes) if self.densities else method.target_compression
 
     def event(self, epoch: int) -> int | None:
         """1-based number of the pruning event at the start of 0-based ``epoch``, or None."""
@@ -37,7 +42,7 @@ class Pruner:
     def keep(self, k: int) -> int:
         """How many weights event ``k`` keeps in all (a target compression's schedule)."""
         m = self.method
-        return round(self.total * kept_fraction(m.schedule, k, m.rounds, m.target_compression))
+        return round(self.total * kept_fraction(m.schedule, k, m.rounds, self.target))
 
     @torch.no_grad()
     def before_epoch(self, epoch: int, optimizer: torch.optim.Optimizer) -> int | None:
@@ -50,7 +55,7 @@ class Pruner:
         if self.method.quality is not None:
             masks = quality_masks(weights, live, self.method.quality)
         else:
-            masks = allocate(weights, live, self.keep(k), self.method.allocation)
+            masks = allocate(weights, live, self.keep(k), self.method.allocation, self.densities)
         set_masks(self.layers, masks)
         zero_pruned_moments(optimizer, self.layers)
         return sum(int(m.sum()) for m in masks.values())
