@@ -235,7 +235,8 @@ VARIANTS = {
                                                      {"optim.log_sigma2_lr_scale"}),
     "lenet5_dense_val10k": ("lenet5_dense", {"data.val_size"}),
     "lenet300_dense_val10k": ("lenet300_dense", {"data.val_size"}),
-    "lenet300_dense_wd_val10k": ("lenet300_dense_wd", {"data.val_size"}),
+    **{f"{net}_dense_wd_val10k": (f"{net}_dense_wd", {"data.val_size"}) for net in ("lenet300", "lenet5")},
+    "lenet5_dense_wd": ("lenet5_dense", {"optim.weight_decay", "loss.scale"}),
     **{f"lenet300_{row}_wd_val10k": (f"lenet300_{row}", {"data.val_size", "model.init_from", "optim.weight_decay",
                                                          "loss.scale"}) for row in ("pruning", "gmp")},
     # magnitude pruning: the rows on the validation split start from the dense net trained beside it
