@@ -237,16 +237,19 @@ VARIANTS = {
     "lenet300_dense_val10k": ("lenet300_dense", {"data.val_size"}),
     **{f"{net}_dense_wd_val10k": (f"{net}_dense_wd", {"data.val_size"}) for net in ("lenet300", "lenet5")},
     "lenet5_dense_wd": ("lenet5_dense", {"optim.weight_decay", "loss.scale"}),
-    **{f"lenet300_{row}_wd_val10k": (f"lenet300_{row}", {"data.val_size", "model.init_from", "optim.weight_decay",
-                                                         "loss.scale"}) for row in ("pruning", "gmp")},
+    **{f"lenet300_{row}_wd_val10k": (f"lenet300_{row}", {"data.val_size", "model.init_from"}) for row in ("pruning", "gmp")},
     # magnitude pruning: the rows on the validation split start from the dense net trained beside it
     **{f"{net}_{row}_val10k": (f"{net}_{row}", {"data.val_size", "model.init_from"})
        for net in ("lenet300", "lenet5") for row in ("pruning", "gmp")},
-    "lenet300_pruning_val10k": ("lenet300_pruning", {"data.val_size", "model.init_from", "optim.lr"}),
+    # the plain dense start, without weight decay: the LeNet-300-100 rows start from lenet300_dense_wd
+    "lenet300_pruning_val10k": ("lenet300_pruning", {"data.val_size", "model.init_from", "optim.lr",
+                                                     "optim.weight_decay", "loss.scale"}),
+    "lenet300_gmp_val10k": ("lenet300_gmp", {"data.val_size", "model.init_from", "optim.weight_decay", "loss.scale"}),
     "lenet5_gmp_val10k": ("lenet5_gmp", {"data.val_size", "model.init_from", "method.allocation"}),
-    **{f"{net}_pruning_layers_val10k": (f"{net}_pruning", {"data.val_size", "model.init_from", "method.allocation",
-                                                            "method.target_compression", "method.densities"})
-       for net in ("lenet300", "lenet5")},
+    "lenet300_pruning_layers_val10k": ("lenet300_pruning_fast_lr_val10k", {"method.allocation", "method.target_compression",
+                                                                           "method.densities"}),
+    "lenet5_pruning_layers_val10k": ("lenet5_pruning", {"data.val_size", "model.init_from", "method.allocation",
+                                                        "method.target_compression", "method.densities"}),
     **{f"{net}_gmp_{split}_val10k": (f"{net}_gmp_val10k", {"method.allocation"})
        for net in ("lenet300", "lenet5") for split in ("uniform", "global")},
     **{f"{net}_gmp_{t}x": (f"{net}_gmp", {"method.target_compression"}) for net in ("lenet300", "lenet5") for t in (20, 500)},
