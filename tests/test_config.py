@@ -245,6 +245,9 @@ VARIANTS = {
     "lenet300_pruning_val10k": ("lenet300_pruning", {"data.val_size", "model.init_from", "optim.lr",
                                                      "optim.weight_decay", "loss.scale"}),
     "lenet300_gmp_val10k": ("lenet300_gmp", {"data.val_size", "model.init_from", "optim.weight_decay", "loss.scale"}),
+    "lenet5_pruning_val10k": ("lenet5_pruning", {"data.val_size", "model.init_from", "optim.lr"}),
+    **{f"lenet5_{row}_wd_val10k": (f"lenet5_{row}", {"data.val_size", "model.init_from", "optim.weight_decay", "loss.scale"})
+       for row in ("pruning", "gmp")},
     "lenet5_gmp_val10k": ("lenet5_gmp", {"data.val_size", "model.init_from", "method.allocation"}),
     "lenet300_pruning_layers_val10k": ("lenet300_pruning_fast_lr_val10k", {"method.allocation", "method.target_compression",
                                                                            "method.densities"}),
