@@ -43,3 +43,8 @@ def test_a_sweep_that_stays_under_the_error_says_it_would_reach_further():
     sweep = [r for r in sweeps() if r["row"] != "lenet300_gmp"]
     sweep += [row("lenet300_gmp", s, None, 3.0, 104.0, "pruning") for s in (0, 1)]  # above all of SparseVD's sweep
     assert "reaches at least 200×, its most compressed point (threshold -1, 2.65 %)" in versus_sentence("lenet300", sweep)
+
+
+def test_one_seed_is_one_seed():
+    one = [r for r in sweeps() if not (r["row"] == "lenet300_gmp" and r["seed"] == 1)]
+    assert "gradual magnitude pruning 2.50 % at 104× (1 seed)," in versus_sentence("lenet300", one)

@@ -52,6 +52,10 @@ def _at_error(points, error: float):
     return max(under, key=lambda p: p[1]) if under else None
 
 
+def _seeds(rows: list) -> str:
+    return f"{len(rows)} seed{'s' if len(rows) != 1 else ''}"
+
+
 def versus_sentence(net: str, sweep: list[dict]) -> str:
     """The generated README sentence for ``net`` (see the module docstring)."""
     name, by = NETS[net], _rows(sweep, net)
@@ -62,8 +66,8 @@ def versus_sentence(net: str, sweep: list[dict]) -> str:
     vd_comp, gmp_comp = _mean(vd3, "compression")[0], _mean(gmp, "compression")[0]
     vd_err, gmp_err = _mean(vd3, "test_error")[0], _mean(gmp, "test_error")[0]
     head = (f"{name}, test set: at about equal compression SparseVD errs {_pm(vd3)} at {vd_comp:.0f}× "
-            f"({len(vd3)} seeds, threshold 3) and gradual magnitude pruning {_pm(gmp)} at {gmp_comp:.0f}× "
-            f"({len(gmp)} seeds), a gap of {gmp_err - vd_err:+.2f} pt for pruning")
+            f"({_seeds(vd3)}, threshold 3) and gradual magnitude pruning {_pm(gmp)} at {gmp_comp:.0f}× "
+            f"({_seeds(gmp)}), a gap of {gmp_err - vd_err:+.2f} pt for pruning")
     pruned = pruning_points(by, net)
     curve = [(f"threshold {t:g}", c, e) for t, c, e in mean_curves(vd).get(f"{net}_sparsevd", [])
              if t is not None]
