@@ -328,7 +328,9 @@ def test_every_committed_record_composes_from_its_experiment_config(record):
 def test_a_pruning_row_starts_from_the_dense_record_of_its_seed_and_has_its_recipe_length(row):
     paper = yaml.safe_load((CONFIGS.parent / "results" / "paper.yaml").read_text())
     cfg = composed(f"experiment={row}", "seed=2")
-    assert cfg["model"]["init_from"] == f"results/runs/{row.split('_')[0]}_dense/seed2"
+    net = row.split("_")[0]  # from the dense row, or its weight-decay variant (the LeNet-300-100 rows)
+    assert cfg["model"]["init_from"] in (f"results/runs/{net}_dense/seed2", f"results/runs/{net}_dense_wd/seed2")
+    assert (CONFIGS.parent / cfg["model"]["init_from"] / "weights.safetensors").exists()
     assert cfg["trainer"]["epochs"] == paper["rows"][row]["epochs"]  # the table's recipe length
     assert validate(cfg).method.name == "pruning"
     assert validate(composed(f"experiment={row}", "optim.weight_decay=1e-4")).optim.weight_decay == 1e-4  # Han's L2
