@@ -256,6 +256,7 @@ VARIANTS = {
     **{f"{net}_gmp_{split}_val10k": (f"{net}_gmp_val10k", {"method.allocation"})
        for net in ("lenet300", "lenet5") for split in ("uniform", "global")},
     **{f"{net}_gmp_{t}x": (f"{net}_gmp", {"method.target_compression"}) for net in ("lenet300", "lenet5") for t in (20, 500)},
+    "lenet5_pruning_fast_lr_wd_val10k": ("lenet5_pruning_fast_lr_val10k", {"optim.weight_decay", "loss.scale"}),
     "lenet5_gmp_global_wd_val10k": ("lenet5_gmp_global_val10k", {"optim.weight_decay", "loss.scale"}),
     "lenet300_gmp_long_val10k": ("lenet300_gmp_val10k", {"method.rounds", "trainer.epochs"}),
     "lenet300_gmp_slow_lr_val10k": ("lenet300_gmp_val10k", {"optim.lr"}),
