@@ -246,9 +246,11 @@ VARIANTS = {
                                                      "optim.weight_decay", "loss.scale"}),
     "lenet300_gmp_val10k": ("lenet300_gmp", {"data.val_size", "model.init_from", "optim.weight_decay", "loss.scale"}),
     "lenet5_pruning_val10k": ("lenet5_pruning", {"data.val_size", "model.init_from", "optim.lr"}),
-    **{f"lenet5_{row}_wd_val10k": (f"lenet5_{row}", {"data.val_size", "model.init_from", "optim.weight_decay", "loss.scale"})
-       for row in ("pruning", "gmp")},
-    "lenet5_gmp_val10k": ("lenet5_gmp", {"data.val_size", "model.init_from", "method.allocation"}),
+    "lenet5_pruning_wd_val10k": ("lenet5_pruning", {"data.val_size", "model.init_from", "optim.weight_decay", "loss.scale"}),
+    "lenet5_gmp_wd_val10k": ("lenet5_gmp", {"data.val_size", "model.init_from"}),
+    # the LeNet-5 gradual row fine-tunes with weight decay; its candidates on the validation split without it
+    "lenet5_gmp_val10k": ("lenet5_gmp", {"data.val_size", "model.init_from", "method.allocation",
+                                         "optim.weight_decay", "loss.scale"}),
     "lenet300_pruning_layers_val10k": ("lenet300_pruning_fast_lr_val10k", {"method.allocation", "method.target_compression",
                                                                            "method.densities"}),
     "lenet5_pruning_layers_val10k": ("lenet5_pruning", {"data.val_size", "model.init_from", "method.allocation",
