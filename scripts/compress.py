@@ -24,6 +24,8 @@ from sparsevd.report.figures import threshold_curves
 from sparsevd.report.pareto import PARETO_END, PARETO_START, make_pareto, pareto_sentence, weightless_points
 from sparsevd.report.search import write_search_tables
 from sparsevd.report.versus import VERSUS_END, VERSUS_START, versus_sentence
+from sparsevd.compress.weights import WeightsError
+from sparsevd.data import DataError
 from sparsevd.io import atomic_write_text
 from sparsevd.report.tables import load_paper, update_readme
 
@@ -35,6 +37,14 @@ def main(argv=None) -> int:
     p.add_argument("--readme", default="README.md", help="README whose bytes and pareto blocks to rewrite ('' to skip)")
     p.add_argument("--paper", type=Path, default=Path("results/paper.yaml"))
     args = p.parse_args(argv)
+    try:
+        return _compress(args)
+    except (DataError, WeightsError) as exc:  # the data or a record's weights: one line, nothing written
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _compress(args) -> int:
     folders = records_with_weights(args.runs)
     if not folders:
         print(f"error: no sparse record with weights under {args.runs}; train a row first (make reproduce)",

@@ -94,6 +94,19 @@ def test_export_cli_writes_the_file_and_refuses_bad_input_in_one_line(tmp_path, 
         assert not (tmp_path / "x").exists()
 
 
+def test_compress_without_the_data_says_so_in_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    shutil.copytree(RECORDS[0], tmp_path / "runs" / RECORDS[0].parent.name / "seed0")
+    monkeypatch.setenv("SPARSEVD_DATA", str(tmp_path / "nowhere"))
+    readme = tmp_path / "README.md"
+    readme.write_text("a\n<!-- bytes:start -->\nOLD\n<!-- bytes:end -->\n")
+    code = script("compress").main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
+                                    "--readme", str(readme)])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2 and err[-1].startswith("error: ") and "SPARSEVD_DATA" in err[-1]
+    assert not any(line.startswith("Traceback") for line in err)
+    assert not (tmp_path / "out").exists() and "OLD" in readme.read_text()
+
+
 @pytest.mark.slow
 def test_compress_writes_the_tables_figures_and_readme_block(tmp_path, data_root):
     import csv
