@@ -12,6 +12,9 @@ weights, rows and variants alike: the test error (and, with a validation split, 
 and compression at thresholds on log alpha from -1 to the clip in steps of 0.5, without retraining; a
 magnitude-pruned record is the one point it was trained to. The Pareto figures put those curves beside
 the paper's Table 1.
+
+Each record's measurements are kept (``--cache``), so a re-run measures only the records that are new or
+changed; ``--no-cache`` measures them all.
 """
 import argparse
 import sys
@@ -24,6 +27,7 @@ from sparsevd.report.figures import threshold_curves
 from sparsevd.report.pareto import PARETO_END, PARETO_START, make_pareto, pareto_sentence, weightless_points
 from sparsevd.report.search import write_search_tables
 from sparsevd.report.versus import VERSUS_END, VERSUS_START, versus_sentence
+from sparsevd.compress.cache import ENV_VAR, cached, default_dir
 from sparsevd.compress.weights import WeightsError
 from sparsevd.data import DataError
 from sparsevd.io import atomic_write_text
@@ -36,6 +40,11 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=Path("results"))
     p.add_argument("--readme", default="README.md", help="README whose bytes and pareto blocks to rewrite ('' to skip)")
     p.add_argument("--paper", type=Path, default=Path("results/paper.yaml"))
+    p.add_argument("--cache", type=Path, default=None,
+                   help=f"where each record's measurements are kept between runs (default ${ENV_VAR}/compress, "
+                        f"else ~/.cache/sparsevd/compress); a record whose weights, config, data or the package's "
+                        f"code changed is measured again")
+    p.add_argument("--no-cache", action="store_true", help="measure every record, and keep nothing")
     args = p.parse_args(argv)
     try:
         return _compress(args)
@@ -50,14 +59,16 @@ def _compress(args) -> int:
         print(f"error: no sparse record with weights under {args.runs}; train a row first (make reproduce)",
               file=sys.stderr)
         return 2
+    cache = None if args.no_cache else (args.cache or default_dir())
     table, sweep, by_net = [], [], {}
     for folder in folders:
         print(f"{folder.parent.name} seed {folder.name[4:]}: export stages ...", file=sys.stderr, flush=True)
-        table += [{"row": folder.parent.name, "seed": int(folder.name[4:]), **r} for r in stage_table(folder)]
+        stages = cached("stages", folder, lambda: stage_table(folder), cache)
+        table += [{"row": folder.parent.name, "seed": int(folder.name[4:]), **r} for r in stages]
     for folder in sparse_records_with_weights(args.runs):
         row, seed = folder.parent.name, int(folder.name[4:])
         print(f"{row} seed {seed}: threshold sweep ...", file=sys.stderr, flush=True)
-        rows, cfg = threshold_sweep(folder)
+        rows, cfg = cached("sweep", folder, lambda: threshold_sweep(folder), cache)
         where = {"model": cfg["model"]["name"], "dataset": cfg["data"]["name"],
                  "labels": cfg["data"].get("labels", "original"), "method": cfg["method"]["name"]}
         sweep += [{"row": row, "seed": seed, **where, **r} for r in rows]

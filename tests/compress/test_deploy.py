@@ -100,7 +100,7 @@ def test_compress_without_the_data_says_so_in_one_line_and_writes_nothing(tmp_pa
     readme = tmp_path / "README.md"
     readme.write_text("a\n<!-- bytes:start -->\nOLD\n<!-- bytes:end -->\n")
     code = script("compress").main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
-                                    "--readme", str(readme)])
+                                    "--readme", str(readme), "--cache", str(tmp_path / "cache")])
     err = capsys.readouterr().err.splitlines()
     assert code == 2 and err[-1].startswith("error: ") and "SPARSEVD_DATA" in err[-1]
     assert not any(line.startswith("Traceback") for line in err)
@@ -108,7 +108,7 @@ def test_compress_without_the_data_says_so_in_one_line_and_writes_nothing(tmp_pa
 
 
 @pytest.mark.slow
-def test_compress_writes_the_tables_figures_and_readme_block(tmp_path, data_root):
+def test_compress_writes_the_tables_figures_and_readme_block(tmp_path, data_root, monkeypatch):
     import csv
     import io
     runs = tmp_path / "runs" / RECORDS[0].parent.name
@@ -117,9 +117,17 @@ def test_compress_writes_the_tables_figures_and_readme_block(tmp_path, data_root
     readme = tmp_path / "README.md"
     readme.write_text("a\n<!-- bytes:start -->\nSTALE\n<!-- bytes:end -->\nb\n<!-- pareto:start -->\nSTALE\n<!-- pareto:end -->\n")
     proc = subprocess.run([sys.executable, "scripts/compress.py", "--runs", str(tmp_path / "runs"), "--out",
-                           str(tmp_path / "out"), "--readme", str(readme)], cwd=REPO, capture_output=True,
-                          text=True, timeout=600)
+                           str(tmp_path / "out"), "--readme", str(readme), "--cache", str(tmp_path / "cache")],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
+    # a re-run takes every measurement from the cache and writes the same tables
+    compress = script("compress")
+    for name in ("stage_table", "threshold_sweep"):
+        monkeypatch.setattr(compress, name, lambda *a, **k: pytest.fail("measured again despite a cache entry"))
+    assert compress.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "again"), "--readme", "",
+                          "--cache", str(tmp_path / "cache")]) == 0
+    for name in ("compression.md", "compression.csv", "threshold.csv"):
+        assert (tmp_path / "again" / name).read_text() == (tmp_path / "out" / name).read_text()
     table, text = (tmp_path / "out" / "compression.md").read_text(), readme.read_text()
     row = RECORDS[0].parent.name
     assert table.count(f"| {row} | 0 |") == table.count(f"| {row} | 7 |") == 3 and "STALE" not in text

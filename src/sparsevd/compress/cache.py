@@ -1,0 +1,76 @@
+"""A cache of what ``make compress`` measures per record, so that a re-run after one new record measures
+that record only.
+
+An entry is keyed by everything the measurement reads: the record's ``weights.safetensors`` and
+``config.yaml`` (their bytes), the package's source files, the torch version and the data files the
+record's config points at (their names, sizes and modification times). A change to any of them is a
+miss, and the record is measured again. Entries are JSON files under ``$SPARSEVD_CACHE`` (default
+``~/.cache/sparsevd``); deleting the folder, or ``scripts/compress.py --no-cache``, measures everything.
+An entry that cannot be read is measured again and rewritten.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import yaml
+
+from ..data import DATASETS, data_root
+
+ENV_VAR = "SPARSEVD_CACHE"
+PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def default_dir() -> Path:
+    return Path(os.environ.get(ENV_VAR) or Path.home() / ".cache" / "sparsevd").expanduser() / "compress"
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """SHA-256 over the package's Python sources and torch's version: a code change is a miss."""
+    h = hashlib.sha256(torch.__version__.encode())
+    for path in sorted(PACKAGE.rglob("*.py")):
+        h.update(str(path.relative_to(PACKAGE)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def data_fingerprint(data: dict) -> list:
+    """The data files a config reads, by name, size and modification time (``None`` where missing)."""
+    raw = data_root(data["root"]).resolve() / DATASETS.get(data["name"], str(data["name"])) / "raw"
+    files = sorted(raw.glob("*")) if raw.is_dir() else []
+    return [str(raw)] + [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files if p.is_file()]
+
+
+def record_key(kind: str, folder: Path) -> str:
+    """The cache key of measurement ``kind`` on the record in ``folder``."""
+    from ..config import upgrade_config  # as in weights.load_record: compress reads configs only here
+    folder = Path(folder)
+    config = (folder / "config.yaml").read_bytes()
+    h = hashlib.sha256(f"{kind}\0{code_fingerprint()}\0".encode())
+    h.update(hashlib.sha256((folder / "weights.safetensors").read_bytes()).digest() + config)
+    h.update(json.dumps(data_fingerprint(upgrade_config(yaml.safe_load(config))["data"])).encode())
+    return h.hexdigest()
+
+
+def cached(kind: str, folder: Path, measure: Callable[[], Any], cache_dir: Path | None) -> Any:
+    """``measure()``'s JSON-able result for the record in ``folder``, read from ``cache_dir`` when an
+    entry with the same key is there; ``cache_dir=None`` always measures and stores nothing."""
+    if cache_dir is None:
+        return measure()
+    path = Path(cache_dir) / f"{kind}-{record_key(kind, folder)}.json"
+    try:
+        return json.loads(path.read_text())["value"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no entry, or one that cannot be trusted: measure again
+    from ..io import atomic_write_text
+    value = measure()
+    atomic_write_text(path, json.dumps({"record": str(folder), "value": value}))
+    return value
+
+
+__all__ = ["cached", "code_fingerprint", "data_fingerprint", "default_dir", "record_key", "ENV_VAR"]

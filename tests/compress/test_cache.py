@@ -1,0 +1,83 @@
+"""make compress's per-record cache: a hit skips the measurement, and anything the measurement reads
+(weights, config, data files, the package's code) is a miss."""
+import json
+import shutil
+
+import pytest
+import yaml
+
+from sparsevd.compress import cache
+from sparsevd.compress.deploy import records_with_weights
+
+from conftest import REPO
+
+RECORD = records_with_weights(REPO / "results" / "runs")[0]
+
+
+@pytest.fixture
+def record(tmp_path, monkeypatch):
+    """A copy of a committed record, and a fake data folder that the key reads (never the images)."""
+    folder = tmp_path / "runs" / RECORD.parent.name / "seed0"
+    shutil.copytree(RECORD, folder)
+    data = tmp_path / "data"
+    name = yaml.safe_load((folder / "config.yaml").read_text())["data"]["name"]
+    raw = data / cache.DATASETS[name] / "raw"
+    raw.mkdir(parents=True)
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(b"x" * 10)
+    monkeypatch.setenv("SPARSEVD_DATA", str(data))
+    return folder
+
+
+class Counter:
+    def __init__(self, value):
+        self.calls, self.value = 0, value
+
+    def __call__(self):
+        self.calls += 1
+        return self.value
+
+
+def test_a_hit_skips_the_measurement_and_returns_the_same_value(record, tmp_path):
+    measure = Counter([{"threshold": None, "test_error": 1.25, "compression": 12.5}, {"a": [1, 2]}])
+    first = cache.cached("sweep", record, measure, tmp_path / "cache")
+    again = cache.cached("sweep", record, measure, tmp_path / "cache")
+    assert measure.calls == 1 and again == json.loads(json.dumps(first))
+    assert cache.cached("stages", record, measure, tmp_path / "cache") and measure.calls == 2  # another kind
+    cache.cached("sweep", record, measure, None)
+    cache.cached("sweep", record, measure, None)
+    assert measure.calls == 4  # no cache: always measured
+
+
+@pytest.mark.parametrize("change", ["weights", "config", "data", "code"])
+def test_anything_the_measurement_reads_is_a_miss(record, tmp_path, monkeypatch, change):
+    key = cache.record_key("sweep", record)
+    if change == "weights":
+        blob = bytearray((record / "weights.safetensors").read_bytes())
+        blob[-1] ^= 1
+        (record / "weights.safetensors").write_bytes(bytes(blob))
+    elif change == "config":
+        (record / "config.yaml").write_text((record / "config.yaml").read_text().replace("seed: 0", "seed: 9", 1)
+                                            + "\n# changed\n")
+    elif change == "data":
+        raw = next((tmp_path / "data").glob("*/raw"))
+        (raw / "t10k-labels-idx1-ubyte").write_bytes(b"y" * 11)
+    else:
+        monkeypatch.setattr(cache, "code_fingerprint", lambda: "another version")
+    assert cache.record_key("sweep", record) != key
+    assert cache.record_key("sweep", record) == cache.record_key("sweep", record)
+
+
+def test_an_unreadable_entry_is_measured_again_and_rewritten(record, tmp_path):
+    measure = Counter({"rows": [1]})
+    cache.cached("stages", record, measure, tmp_path / "cache")
+    (entry,) = (tmp_path / "cache").glob("stages-*.json")
+    entry.write_text('{"value": ')  # cut short
+    assert cache.cached("stages", record, measure, tmp_path / "cache") == {"rows": [1]} and measure.calls == 2
+    assert json.loads(entry.read_text())["value"] == {"rows": [1]}
+
+
+def test_the_default_folder_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv(cache.ENV_VAR, str(tmp_path / "c"))
+    assert cache.default_dir() == tmp_path / "c" / "compress"
+    monkeypatch.delenv(cache.ENV_VAR)
+    assert cache.default_dir().parts[-3:] == (".cache", "sparsevd", "compress")
