@@ -2,6 +2,8 @@
 (weights, config, data files, the package's code) is a miss."""
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -81,3 +83,34 @@ def test_the_default_folder_follows_the_environment(monkeypatch, tmp_path):
     assert cache.default_dir() == tmp_path / "c" / "compress"
     monkeypatch.delenv(cache.ENV_VAR)
     assert cache.default_dir().parts[-3:] == (".cache", "sparsevd", "compress")
+
+
+def test_the_fingerprint_covers_the_measured_code_and_not_the_report(tmp_path, monkeypatch):
+    package = tmp_path / "sparsevd"
+    for rel in ("compress/deploy.py", "core/layers.py", "data.py", "report/versus.py", "train/run.py"):
+        (package / rel).parent.mkdir(parents=True, exist_ok=True)
+        (package / rel).write_text("x = 1\n")
+    monkeypatch.setattr(cache, "PACKAGE", package)
+
+    def fingerprint():
+        cache.code_fingerprint.cache_clear()
+        return cache.code_fingerprint()
+    before = fingerprint()
+    (package / "report" / "versus.py").write_text("x = 2\n")
+    (package / "train" / "run.py").write_text("x = 2\n")
+    assert fingerprint() == before
+    for rel in ("compress/deploy.py", "core/layers.py", "data.py"):
+        (package / rel).write_text((package / rel).read_text() + "y = 0\n")
+        assert fingerprint() != before
+        before = fingerprint()
+    cache.code_fingerprint.cache_clear()
+
+
+def test_a_measurement_imports_nothing_the_fingerprint_leaves_out():
+    """What a record's measurement runs (its net rebuilt from its config, exported, swept) loads no module
+    of the folders whose changes keep the entries."""
+    code = ("import sys; from sparsevd.compress import cache, deploy; from sparsevd.compress.weights import load_record; "
+            f"load_record({str(RECORD)!r}); print(' '.join(sorted(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
+    loaded = {m.split(".")[1] for m in out.split() if m.startswith("sparsevd.")}
+    assert {"compress", "core", "config"} <= loaded and not loaded & set(cache.NOT_MEASURED)

@@ -2,11 +2,12 @@
 that record only.
 
 An entry is keyed by everything the measurement reads: the record's ``weights.safetensors`` and
-``config.yaml`` (their bytes), the package's source files, the torch version and the data files the
-record's config points at (their names, sizes and modification times). A change to any of them is a
-miss, and the record is measured again. Entries are JSON files under ``$SPARSEVD_CACHE`` (default
-``~/.cache/sparsevd``); deleting the folder, or ``scripts/compress.py --no-cache``, measures everything.
-An entry that cannot be read is measured again and rewritten.
+``config.yaml`` (their bytes), the package's source files outside ``NOT_MEASURED`` (training, the report,
+the benchmarks), the torch version, and the data files the record's config points at (their names, sizes
+and modification times). A change to any of them is a miss, and the record is measured again; a change
+to the report's tables or sentences keeps every entry. Entries are JSON files under ``$SPARSEVD_CACHE``
+(default ``~/.cache/sparsevd``); deleting the folder, or ``scripts/compress.py --no-cache``, measures
+everything. An entry that cannot be read is measured again and rewritten.
 """
 from __future__ import annotations
 
@@ -30,11 +31,19 @@ def default_dir() -> Path:
     return Path(os.environ.get(ENV_VAR) or Path.home() / ".cache" / "sparsevd").expanduser() / "compress"
 
 
+# Folders the measurements never import (training, the report's tables and figures, the benchmarks): a
+# change there keeps the entries. Every other source file of the package is part of the key.
+NOT_MEASURED = ("train", "report", "bench")
+
+
 @functools.lru_cache(maxsize=1)
 def code_fingerprint() -> str:
-    """SHA-256 over the package's Python sources and torch's version: a code change is a miss."""
+    """SHA-256 over the package's Python sources that a measurement can run, and torch's version: a change
+    to that code is a miss."""
     h = hashlib.sha256(torch.__version__.encode())
     for path in sorted(PACKAGE.rglob("*.py")):
+        if path.relative_to(PACKAGE).parts[0] in NOT_MEASURED:
+            continue
         h.update(str(path.relative_to(PACKAGE)).encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
 
