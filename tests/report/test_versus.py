@@ -22,7 +22,15 @@ def test_the_sentence_compares_at_equal_compression_with_the_seed_spread():
     text = versus_sentence("lenet300", sweeps())
     assert "SparseVD errs 1.85 ± 0.07 % at 100× (2 seeds, threshold 3)" in text
     assert "gradual magnitude pruning 2.60 ± 0.14 % at 104× (2 seeds)" in text
-    assert "a gap of +0.75 pt for pruning" in text
+    # the gap against sqrt(0.0707²/2 + 0.1414²/2) = 0.11 pt, its standard error: 6.7 of them
+    assert "a gap of +0.75 pt for pruning, 6.7 standard errors of the difference of the means (0.11 pt)" in text
+
+
+def test_a_gap_within_two_standard_errors_is_called_level():
+    sweep = [r for r in sweeps() if r["row"] != "lenet300_gmp"]
+    sweep += [row("lenet300_gmp", s, None, e, 104.0, "pruning") for s, e in ((0, 1.6), (1, 2.3))]  # 1.95 ± 0.49
+    assert ("a gap of +0.10 pt for pruning, within two standard errors of the difference of the means (0.35 pt): "
+            "level on these seeds" in versus_sentence("lenet300", sweep))
 
 
 def test_the_sentence_compares_compression_at_equal_error_both_ways():
@@ -47,4 +55,5 @@ def test_a_sweep_that_stays_under_the_error_says_it_would_reach_further():
 
 def test_one_seed_is_one_seed():
     one = [r for r in sweeps() if not (r["row"] == "lenet300_gmp" and r["seed"] == 1)]
-    assert "gradual magnitude pruning 2.50 % at 104× (1 seed)," in versus_sentence("lenet300", one)
+    text = versus_sentence("lenet300", one)
+    assert "gradual magnitude pruning 2.50 % at 104× (1 seed), a gap of +0.65 pt for pruning (one side has a single seed: no standard error" in text

@@ -3,7 +3,8 @@
 Two comparisons, both on the test set and both from committed records with weights:
 
 - at equal compression: the SparseVD row at threshold 3 (``<net>_sparsevd``) against gradual magnitude
-  pruning trained to SparseVD's compression (``<net>_gmp``), each as its mean and sample std over seeds;
+  pruning trained to SparseVD's compression (``<net>_gmp``), each as its mean and sample std over seeds,
+  and their gap against its standard error (Welch's, from the two spreads);
 - at equal error: the most compressed point of each method at or under the other's error. SparseVD's points
   are its row's seed-mean threshold sweep; magnitude pruning's are the seed means of its retrained rows
   (``<net>_gmp``, ``<net>_gmp_<k>x`` and Han's rounds, ``<net>_pruning``), which have no threshold to sweep.
@@ -67,7 +68,7 @@ def versus_sentence(net: str, sweep: list[dict]) -> str:
     vd_err, gmp_err = _mean(vd3, "test_error")[0], _mean(gmp, "test_error")[0]
     head = (f"{name}, test set: at about equal compression SparseVD errs {_pm(vd3)} at {vd_comp:.0f}× "
             f"({_seeds(vd3)}, threshold 3) and gradual magnitude pruning {_pm(gmp)} at {gmp_comp:.0f}× "
-            f"({_seeds(gmp)}), a gap of {gmp_err - vd_err:+.2f} pt for pruning")
+            f"({_seeds(gmp)}), a gap of {gmp_err - vd_err:+.2f} pt for pruning{_spread(vd3, gmp)}")
     pruned = pruning_points(by, net)
     curve = [(f"threshold {t:g}", c, e) for t, c, e in mean_curves(vd).get(f"{net}_sparsevd", [])
              if t is not None]
@@ -77,6 +78,18 @@ def versus_sentence(net: str, sweep: list[dict]) -> str:
                f"no compression: none of its {len(pruned)} rows errs that little"),
             f"at pruning's {gmp_err:.2f} % SparseVD's seed-mean sweep reaches " + _reach(at_gmp, curve)]
     return f"{head}; {'; '.join(tail)}.\n"
+
+
+def _spread(a: list[dict], b: list[dict], key: str = "test_error") -> str:
+    """The gap between two seed means against its standard error, sqrt(s_a²/n_a + s_b²/n_b) (Welch), where
+    both sides have two seeds or more; within two standard errors the two are called level."""
+    (ma, sa), (mb, sb) = _mean(a, key), _mean(b, key)
+    if sa is None or sb is None:
+        return " (one side has a single seed: no standard error for the gap)"
+    se = (sa ** 2 / len(a) + sb ** 2 / len(b)) ** 0.5
+    if abs(mb - ma) < 2 * se:
+        return f", within two standard errors of the difference of the means ({se:.2f} pt): level on these seeds"
+    return f", {abs(mb - ma) / se:.1f} standard errors of the difference of the means ({se:.2f} pt)"
 
 
 def _reach(point, curve) -> str:
