@@ -10,7 +10,8 @@ from pathlib import Path
 from sparsevd.report.compare import render_comparison
 from sparsevd.report.figures import make_all
 from sparsevd.io import RecordError, atomic_write_text
-from sparsevd.report.tables import load_paper, load_records, update_readme, write_report
+from sparsevd.report.table_files import write_report
+from sparsevd.report.tables import load_paper, load_records, update_readme
 from sparsevd.report.sentences import (RANDOM_END, RANDOM_START, TIMING, WALL_END, WALL_START, load_timing,
                                        random_label_sentence, wall_time_block)
 from sparsevd.report.from_wandb import records_from_wandb

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from sparsevd.report.tables import (README_END, README_START, build_rows, load_paper, load_records, render_csv,
-                                    render_markdown, write_report)
+from sparsevd.report.table_files import render_csv, write_report
+from sparsevd.report.tables import README_END, README_START, build_rows, load_paper, load_records, render_markdown
 from sparsevd.report.from_wandb import records_from_wandb
 
 from conftest import PAPER, REPO, fake_record, made_up_timing, script
@@ -240,6 +240,17 @@ def test_variant_records_get_their_own_runs_list_and_stay_out_of_the_table(runs,
     assert "| lenet300_sparsevd |" not in variants  # Table 1 rows are never listed as variants
     assert "Val. error" not in md  # no record held out a validation split
     assert all(r.key != "lenet300_dense_wd" for r in rows)
+    # the CSV has them too, after the rows, marked as variants, with the network of the rows on their net
+    for d in [*(runs / "lenet300_dense_wd").glob("seed*"), *(runs / "lenet300_dense").glob("seed*")]:
+        final = json.loads((d / "final.json").read_text())
+        final["config"] |= {"model": {"name": "lenet300"}, "data": {"name": "mnist"}}
+        (d / "final.json").write_text(json.dumps(final))
+    write_report(load_records(runs), paper, tmp_path)
+    table = list(csv.DictReader(io.StringIO((tmp_path / "table.csv").read_text())))
+    assert {r["kind"] for r in table[:-1]} == {"row"} and len(table) == len(rows) + 1
+    assert {k: table[-1][k] for k in ("row", "network", "method", "seeds", "epochs", "error_mean", "kind")} == {
+        "row": "lenet300_dense_wd", "network": "LeNet-300-100", "method": "dense", "seeds": "2", "epochs": "100,200",
+        "error_mean": "1.585", "kind": "variant"}
     shutil.rmtree(runs / "lenet300_dense_wd")
     write_report(load_records(runs), paper, tmp_path)
     assert "Variants:" not in (tmp_path / "table.md").read_text()

@@ -5,10 +5,7 @@ from ``results/paper.yaml``. A corrupt or half-written record is skipped and nam
 """
 from __future__ import annotations
 
-import csv
-import io
 import statistics
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -238,46 +235,6 @@ def render_runs(rows: list[Row], first: str = "Row") -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_csv(rows: list[Row], paper: dict) -> str:
-    buf = io.StringIO()
-    fields = ["row", "network", "method", "seeds", "epochs", "paper_error", "error_mean", "error_std",
-              "paper_compression", "compression_mean", "compression_std", "sparsity_mean", "meets_target", "target_seeds"]
-    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    for r in rows:
-        target = paper.get("targets", {}).get(r.key)
-        writer.writerow({
-            "row": r.key, "network": r.network, "method": r.method, "seeds": r.n,
-            "epochs": ",".join(map(str, r.epochs())), "paper_error": r.paper.get("error", ""),
-            "error_mean": _round(r.mean("test_error")), "error_std": _round(r.std("test_error")),
-            "paper_compression": r.paper.get("compression", ""),
-            "compression_mean": _round(r.mean("compression")), "compression_std": _round(r.std("compression")),
-            "sparsity_mean": "-".join(f"{v:.2f}" for v in r.sparsity()) if r.runs else "",
-            "meets_target": {"✓": "yes", "✗": "no"}.get(meets_target(r, target)[:1], ""),
-            # the seeds the verdict needs: with fewer (seeds < target_seeds) it is the verdict so far
-            "target_seeds": seeds_needed(target) if target else "",
-        })
-    return buf.getvalue()
-
-
-def _round(v):
-    return "" if v is None else round(v, 4)
-
-
-def render_tex(rows: list[Row], paper: dict) -> str:
-    out = [r"\begin{tabular}{llcccccc}", r"\toprule",
-           r"Network & Method & Paper err. & Our err. & Paper spars. & Our spars. & Paper comp. & Our comp. \\",
-           r"\midrule"]
-    for r in rows:
-        c = cells(r)
-        vals = [c[k].replace("%", r"\%").replace("±", r"$\pm$").replace("×", r"$\times$").replace(DASH, "--")
-                for k in ("Network", "Method", "Paper error %", "Our error %", "Paper sparsity %",
-                          "Our sparsity %", "Paper compression", "Our compression")]
-        out.append(" & ".join(vals) + r" \\")
-    out += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(out) + "\n"
-
-
 def update_readme(readme: Path, table_md: str, start: str = README_START, end: str = README_END) -> bool:
     """Replace the text between two markers; False if the markers are missing."""
     text = readme.read_text()
@@ -289,19 +246,3 @@ def update_readme(readme: Path, table_md: str, start: str = README_START, end: s
     if new != text:
         atomic_write_text(readme, new)
     return True
-
-
-def write_report(records: dict, paper: dict, out_dir: Path, readme: Path | None = None, warn=print) -> list[Row]:
-    rows = build_rows(records, paper, warn)
-    table_md = render_markdown(rows, paper, variant_rows(records, paper))
-    atomic_write_text(out_dir / "table.md", table_md)
-    atomic_write_text(out_dir / "table.csv", render_csv(rows, paper))
-    atomic_write_text(out_dir / "table.tex", render_tex(rows, paper))
-    # The README shows the MNIST rows (the paper's Table 1); table.md has every row and the runs.
-    mnist = [r for r in rows if not r.key.startswith("fashion_")]
-    readme_md = render_markdown(mnist or rows, paper, runs_list=False)
-    if len(mnist) < len(rows):
-        readme_md += "\nFashion-MNIST rows, every run's device, commit and wall time: `results/table.md`.\n"
-    if readme is not None and readme.exists() and not update_readme(readme, readme_md):
-        print(f"note: {readme} has no {README_START} markers; README not updated", file=sys.stderr)
-    return rows
