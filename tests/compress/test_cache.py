@@ -50,9 +50,9 @@ def test_a_hit_skips_the_measurement_and_returns_the_same_value(record, tmp_path
     assert measure.calls == 4  # no cache: always measured
 
 
-@pytest.mark.parametrize("change", ["weights", "config", "data", "code"])
+@pytest.mark.parametrize("change", ["weights", "config", "data", "code", "library"])
 def test_anything_the_measurement_reads_is_a_miss(record, tmp_path, monkeypatch, change):
-    key = cache.record_key("sweep", record)
+    key, fingerprint = cache.record_key("sweep", record), cache.code_fingerprint
     if change == "weights":
         blob = bytearray((record / "weights.safetensors").read_bytes())
         blob[-1] ^= 1
@@ -63,10 +63,15 @@ def test_anything_the_measurement_reads_is_a_miss(record, tmp_path, monkeypatch,
     elif change == "data":
         raw = next((tmp_path / "data").glob("*/raw"))
         (raw / "t10k-labels-idx1-ubyte").write_bytes(b"y" * 11)
-    else:
+    elif change == "code":
         monkeypatch.setattr(cache, "code_fingerprint", lambda: "another version")
+    else:  # a new onnxruntime changes what the ONNX file's error is measured with
+        real = cache._version
+        monkeypatch.setattr(cache, "_version", lambda name: "onnxruntime==99" if name == "onnxruntime" else real(name))
+        cache.code_fingerprint.cache_clear()
     assert cache.record_key("sweep", record) != key
     assert cache.record_key("sweep", record) == cache.record_key("sweep", record)
+    fingerprint.cache_clear()  # the next test fingerprints the real versions again
 
 
 def test_an_unreadable_entry_is_measured_again_and_rewritten(record, tmp_path):
@@ -76,6 +81,13 @@ def test_an_unreadable_entry_is_measured_again_and_rewritten(record, tmp_path):
     entry.write_text('{"value": ')  # cut short
     assert cache.cached("stages", record, measure, tmp_path / "cache") == {"rows": [1]} and measure.calls == 2
     assert json.loads(entry.read_text())["value"] == {"rows": [1]}
+
+
+def test_a_cache_that_cannot_be_written_still_gives_the_measurement(record, tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    with pytest.warns(UserWarning, match="not kept for the next run"):
+        assert cache.cached("stages", record, Counter([1, 2]), blocked / "cache") == [1, 2]
 
 
 def test_the_default_folder_follows_the_environment(monkeypatch, tmp_path):

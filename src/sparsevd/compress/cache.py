@@ -3,9 +3,9 @@ that record only.
 
 An entry is keyed by everything the measurement reads: the record's ``weights.safetensors`` and
 ``config.yaml`` (their bytes), the package's source files outside ``NOT_MEASURED`` (training, the report,
-the benchmarks), the torch version, and the data files the record's config points at (their names, sizes
-and modification times). A change to any of them is a miss, and the record is measured again; a change
-to the report's tables or sentences keeps every entry. Entries are JSON files under ``$SPARSEVD_CACHE``
+the benchmarks), the versions of torch, numpy, onnx and onnxruntime, and the data files the record's
+config points at (their names, sizes and modification times). A change to any of them is a miss, and the
+record is measured again; a change to the report's tables or sentences keeps every entry. Entries are JSON files under ``$SPARSEVD_CACHE``
 (default ``~/.cache/sparsevd``); deleting the folder, or ``scripts/compress.py --no-cache``, measures
 everything. An entry that cannot be read is measured again and rewritten.
 """
@@ -15,10 +15,11 @@ import functools
 import hashlib
 import json
 import os
+import warnings
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
 import yaml
 
 from ..data import DATASETS, data_root
@@ -36,11 +37,23 @@ def default_dir() -> Path:
 NOT_MEASURED = ("train", "report", "bench")
 
 
+# The libraries that run a measurement: the net (torch), the sweep's arrays (numpy), the ONNX file and its
+# runtime. A new version of one of them is a miss.
+LIBRARIES = ("torch", "numpy", "onnx", "onnxruntime")
+
+
+def _version(name: str) -> str:
+    try:
+        return f"{name}=={metadata.version(name)}"
+    except metadata.PackageNotFoundError:
+        return f"{name} absent"
+
+
 @functools.lru_cache(maxsize=1)
 def code_fingerprint() -> str:
-    """SHA-256 over the package's Python sources that a measurement can run, and torch's version: a change
-    to that code is a miss."""
-    h = hashlib.sha256(torch.__version__.encode())
+    """SHA-256 over the package's Python sources that a measurement can run and the versions of
+    ``LIBRARIES``: a change to either is a miss."""
+    h = hashlib.sha256(" ".join(_version(name) for name in LIBRARIES).encode())
     for path in sorted(PACKAGE.rglob("*.py")):
         if path.relative_to(PACKAGE).parts[0] in NOT_MEASURED:
             continue
@@ -49,7 +62,7 @@ def code_fingerprint() -> str:
 
 
 def data_fingerprint(data: dict) -> list:
-    """The data files a config reads, by name, size and modification time (``None`` where missing)."""
+    """The data folder a config reads, and each file in it by name, size and modification time."""
     raw = data_root(data["root"]).resolve() / DATASETS.get(data["name"], str(data["name"])) / "raw"
     files = sorted(raw.glob("*")) if raw.is_dir() else []
     return [str(raw)] + [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files if p.is_file()]
@@ -76,9 +89,12 @@ def cached(kind: str, folder: Path, measure: Callable[[], Any], cache_dir: Path 
         return json.loads(path.read_text())["value"]
     except (OSError, ValueError, KeyError, TypeError):
         pass  # no entry, or one that cannot be trusted: measure again
-    from ..io import atomic_write_text
+    from ..io import RecordError, atomic_write_text
     value = measure()
-    atomic_write_text(path, json.dumps({"record": str(folder), "value": value}))
+    try:
+        atomic_write_text(path, json.dumps({"record": str(folder), "value": value}))
+    except RecordError as exc:  # a cache that cannot be written costs the next run time, never this one's result
+        warnings.warn(f"not kept for the next run: {exc}", stacklevel=2)
     return value
 
 
