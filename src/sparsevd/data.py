@@ -54,9 +54,14 @@ def data_root(configured: str | os.PathLike) -> Path:
     return Path(os.environ.get(ENV_VAR) or configured).expanduser()
 
 
+def raw_folder(root: Path, name: str) -> Path:
+    """Where torchvision keeps dataset ``name``'s idx files under the data folder ``root``."""
+    return Path(root) / DATASETS[name] / "raw"
+
+
 def check_raw_files(root: Path, name: str) -> None:
     """Fail with one clear line if an idx file is missing or has the wrong size (truncated)."""
-    raw = root / DATASETS[name] / "raw"
+    raw = raw_folder(root, name)
     for fname, size in RAW_FILES.items():
         path = raw / fname
         if path.exists() and path.stat().st_size != size:
@@ -76,7 +81,7 @@ def _torchvision_set(root: Path, name: str, train: bool):
     except Exception as exc:  # urllib/OSError/RuntimeError: all mean "not here and not fetchable"
         expected = ", ".join(RAW_FILES)
         raise DataError(
-            f"{DATASETS[name]} not found in {root / DATASETS[name] / 'raw'} and could not be "
+            f"{DATASETS[name]} not found in {raw_folder(root, name)} and could not be "
             f"downloaded ({type(exc).__name__}); put {expected} there, or set {ENV_VAR} to a folder "
             f"holding {DATASETS[name]}/raw/") from None
 

@@ -10,6 +10,7 @@ import yaml
 
 from sparsevd.compress import cache
 from sparsevd.compress.deploy import records_with_weights
+from sparsevd.data import raw_folder
 
 from conftest import REPO
 
@@ -23,7 +24,7 @@ def record(tmp_path, monkeypatch):
     shutil.copytree(RECORD, folder)
     data = tmp_path / "data"
     name = yaml.safe_load((folder / "config.yaml").read_text())["data"]["name"]
-    raw = data / cache.DATASETS[name] / "raw"
+    raw = raw_folder(data, name)
     raw.mkdir(parents=True)
     (raw / "t10k-labels-idx1-ubyte").write_bytes(b"x" * 10)
     monkeypatch.setenv("SPARSEVD_DATA", str(data))

@@ -5,9 +5,10 @@ An entry is keyed by everything the measurement reads: the record's ``weights.sa
 ``config.yaml`` (their bytes), the package's source files outside ``NOT_MEASURED`` (training, the report,
 the benchmarks), the versions of torch, numpy, onnx and onnxruntime, and the data files the record's
 config points at (their names, sizes and modification times). A change to any of them is a miss, and the
-record is measured again; a change to the report's tables or sentences keeps every entry. Entries are JSON files under ``$SPARSEVD_CACHE``
-(default ``~/.cache/sparsevd``); deleting the folder, or ``scripts/compress.py --no-cache``, measures
-everything. An entry that cannot be read is measured again and rewritten.
+record is measured again; a change to the report's tables or sentences keeps every entry. Entries are JSON
+files under ``$SPARSEVD_CACHE`` (default ``~/.cache/sparsevd``); deleting the folder, or
+``scripts/compress.py --no-cache``, measures everything. An entry that cannot be read is measured again
+and rewritten.
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from typing import Any, Callable
 
 import yaml
 
-from ..data import DATASETS, data_root
+from ..data import data_root, raw_folder
+from .weights import weights_sha256
 
 ENV_VAR = "SPARSEVD_CACHE"
 PACKAGE = Path(__file__).resolve().parents[1]
@@ -63,7 +65,7 @@ def code_fingerprint() -> str:
 
 def data_fingerprint(data: dict) -> list:
     """The data folder a config reads, and each file in it by name, size and modification time."""
-    raw = data_root(data["root"]).resolve() / DATASETS.get(data["name"], str(data["name"])) / "raw"
+    raw = raw_folder(data_root(data["root"]).resolve(), data["name"])
     files = sorted(raw.glob("*")) if raw.is_dir() else []
     return [str(raw)] + [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files if p.is_file()]
 
@@ -73,8 +75,7 @@ def record_key(kind: str, folder: Path) -> str:
     from ..config import upgrade_config  # as in weights.load_record: compress reads configs only here
     folder = Path(folder)
     config = (folder / "config.yaml").read_bytes()
-    h = hashlib.sha256(f"{kind}\0{code_fingerprint()}\0".encode())
-    h.update(hashlib.sha256((folder / "weights.safetensors").read_bytes()).digest() + config)
+    h = hashlib.sha256(f"{kind}\0{code_fingerprint()}\0{weights_sha256(folder)}\0".encode() + config)
     h.update(json.dumps(data_fingerprint(upgrade_config(yaml.safe_load(config))["data"])).encode())
     return h.hexdigest()
 
