@@ -225,9 +225,10 @@ VARIANTS = {
     "lenet5_sparsevd_clip_noise_conv": ("lenet5_sparsevd", {"method.clip_noise"}),
     "lenet5_sparsevd_kl_warmup50": ("lenet5_sparsevd", {"kl.warmup"}),
     "lenet5_sparsevd_no_kl_warmup": ("lenet5_sparsevd", {"kl.start", "kl.warmup"}),
+    "lenet5_sparsevd_no_kl_warmup_torch_init": ("lenet5_sparsevd_no_kl_warmup", {"model.init"}),
     **{f"lenet5_sparsevd_{v}_val10k": (f"lenet5_sparsevd_{v}", {"data.val_size"})
        for v in ("march2017", "glorot_conv", "clip_noise_conv", "kl_warmup50", "no_train_clip", "log_sigma2_init",
-                 "no_kl_warmup")},
+                 "no_kl_warmup", "no_kl_warmup_torch_init")},
     "lenet5_ard_lr_const_then_linear_val10k": ("lenet5_ard_lr_const_then_linear", {"data.val_size"}),
     "lenet5_sparsevd_pretrained_noisy_val10k": ("lenet5_sparsevd_pretrained",
                                                 {"data.val_size", "method.log_sigma2_init", "trainer.epochs"}),
