@@ -9,11 +9,15 @@ recipe collapses to chance within its first epoch. Nothing is written.
 import argparse
 import sys
 
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
 from sparsevd.config import ConfigError, compose
+from sparsevd.core import kernels
 from sparsevd.core.models import build_from_config
 from sparsevd.data import DataError, load_dataset
-from sparsevd.train.device import seed_everything, use_threads
-from sparsevd.train.probe import format_rows, probe
+from sparsevd.train.device import DeviceError, resolve_device, seed_everything, use_threads
+from sparsevd.train.probe import check_steps, format_rows, probe
 
 
 def main(argv=None) -> int:
@@ -23,16 +27,26 @@ def main(argv=None) -> int:
     p.add_argument("--every", type=int, default=25, help="a row every that many steps (default 25)")
     args = p.parse_args(argv)
     try:
-        c = compose(*args.overrides)
+        try:
+            c = compose(*args.overrides)
+        except (HydraException, OmegaConfBaseException) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"{first} (the options: docs/usage.md; the experiments: configs/experiment/)") from exc
+        check_steps(args.steps, args.every, c)
         if c.model.init_from:
-            raise ConfigError("model.init_from: the probe follows runs that start from their own init; drop it")
+            raise ConfigError("the probe cannot follow a run that starts from a trained run (model.init_from); "
+                              "probe one that starts from its own init")
+        # the order of scripts/train.py's run: device, threads, seed, data, model, kernels
+        device = resolve_device(c.device)
         use_threads(c.trainer.threads)
-        seed_everything(c.seed)  # the same data order and initial weights as scripts/train.py's run
+        seed_everything(c.seed)
         d = c.data
-        data = load_dataset(d.name, d.root, d.preprocess, d.train_size, "cpu", d.val_size, d.labels)
-        model = build_from_config(c)
-        print(format_rows(probe(model, data, c, args.steps, args.every)))
-    except (ConfigError, DataError) as exc:
+        data = load_dataset(d.name, d.root, d.preprocess, d.train_size, device, d.val_size, d.labels)
+        check_steps(args.steps, args.every, c, data.num_train)
+        model = build_from_config(c).to(device)
+        kernels.use_compiled(c.trainer.compile)
+        print(format_rows(probe(model, data, c, args.steps, args.every, device)))
+    except (ConfigError, DataError, DeviceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

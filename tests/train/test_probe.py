@@ -19,21 +19,23 @@ def tiny_data(n=300):
 
 
 def config(*extra):
-    """Two epochs of 6 steps, the LR falling linearly, beta 0 then 0.5."""
+    """Two epochs of 6 steps on 300 images (7 on 310, the last one short), the LR falling linearly, beta 0 then
+    0.5."""
     return run_config("trainer.epochs=2", "trainer.batch_size=50", "trainer.progress=false", "optim.schedule=linear",
                       "kl.start=0", "kl.warmup=2", *extra)
 
 
 def test_probe_takes_the_steps_training_takes(tmp_path):
-    cfg = config()
+    # a short last batch and log sigma^2 at twice the LR: each must be stepped as the trainer steps it
+    cfg = config("optim.log_sigma2_lr_scale=2")
     torch.manual_seed(0)
     model = build_model("lenet300", "sparsevd")
     twin = copy.deepcopy(model)
     torch.manual_seed(1)  # the weight noise draws from the global generator
-    fit(model, tiny_data(), cfg, tmp_path)
+    fit(model, tiny_data(310), cfg, tmp_path)
     torch.manual_seed(1)
-    rows = probe(twin, tiny_data(), cfg, steps=12, every=6)
-    assert [(r["step"], r["epoch"], r["beta"]) for r in rows] == [(0, 1, 0.0), (6, 1, 0.0), (12, 2, 0.5)]
+    rows = probe(twin, tiny_data(310), cfg, steps=14, every=7)
+    assert [(r["step"], r["epoch"], r["beta"]) for r in rows] == [(0, 1, 0.0), (7, 1, 0.0), (14, 2, 0.5)]
     assert [r["lr"] for r in rows] == pytest.approx([cfg.optim.lr, cfg.optim.lr, cfg.optim.lr / 2])
     for (name, a), b in zip(model.state_dict().items(), twin.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-7), name
@@ -64,23 +66,31 @@ def test_the_kl_from_the_first_step_shrinks_theta_and_prunes():
 def test_a_net_without_log_alpha_no_steps_or_steps_past_the_run_are_refused():
     with pytest.raises(ConfigError, match="no log alpha"):
         probe(build_model("lenet300", "dense"), tiny_data(), config(), steps=5, every=1)
-    with pytest.raises(ConfigError, match=">= 1"):
+    with pytest.raises(ConfigError, match="--steps and --every must be >= 1"):
         probe(build_model("lenet300", "sparsevd"), tiny_data(), config(), steps=0, every=1)
-    with pytest.raises(ConfigError, match="past the run's 2 epochs of 6 steps"):
+    with pytest.raises(ConfigError, match="--steps 13 is past the run's 2 epochs of 6 steps"):
         probe(build_model("lenet300", "sparsevd"), tiny_data(), config(), steps=13, every=1)
 
 
-def test_the_script_refuses_a_pretrained_start_in_one_line(capsys):
-    assert script("probe").main(["model.init_from=results/runs/lenet5_dense/seed0"]) == 2
+@pytest.mark.parametrize("argv, names", [
+    (["model.init_from=results/runs/lenet5_dense/seed0"], "model.init_from"),
+    (["experiment=no_such_experiment"], "configs/experiment/"),
+    (["trainer.no_such_key=1"], "no_such_key"),
+    (["--steps", "0"], "--steps and --every must be >= 1"),
+], ids=["pretrained start", "unknown experiment", "unknown key", "no steps"])
+def test_the_script_refuses_bad_input_in_one_line(capsys, argv, names):
+    assert script("probe").main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: model.init_from") and "\n" not in err
+    assert err.startswith("error: ") and names in err and "\n" not in err
 
 
 @pytest.mark.slow
 def test_beta_one_from_the_first_step_prunes_lenet5_within_fifty_steps(data_root, capsys):
-    # the no-warm-up candidate of the LeNet-5 search, on the real data: every layer at or above the threshold
+    # the no-warm-up candidate of the LeNet-5 search, on the real data: at step 50 nearly every weight of every
+    # layer is at or above the threshold, and the CE is at chance
     argv = ["experiment=lenet5_sparsevd_no_kl_warmup_val10k", f"data.root={data_root}", "trainer.threads=1",
             "--steps", "50", "--every", "50"]
     assert script("probe").main(argv) == 0
-    last = capsys.readouterr().out.splitlines()[-1]
-    assert last.split()[0] == "50" and [float(s.rstrip("%")) for s in last.split() if s.endswith("%")][:3] == [100.0] * 3
+    last = capsys.readouterr().out.splitlines()[-1].split()
+    pruned = [float(cell.rstrip("%")) for cell in last if cell.endswith("%")]
+    assert last[0] == "50" and float(last[4]) > 2.2 and len(pruned) == 4 and min(pruned) >= 99

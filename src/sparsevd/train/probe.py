@@ -10,7 +10,7 @@ from ..config import Config, ConfigError
 from ..core.models import svdo_layers, weighted_layers
 from ..core.objective import KLSchedule, kl as total_kl
 from ..data import Dataset
-from .trainer import lr_factor, make_optimizer, train_step
+from .trainer import cpu_numerics, lr_factor, make_optimizer, train_step
 
 
 def layer_state(model: nn.Module) -> dict[str, dict[str, float]]:
@@ -28,54 +28,65 @@ def layer_state(model: nn.Module) -> dict[str, dict[str, float]]:
     return state
 
 
-def probe(model: nn.Module, data: Dataset, cfg: Config, steps: int, every: int) -> list[dict]:
+def check_steps(steps: int, every: int, cfg: Config, num_train: int | None = None) -> None:
+    """One line naming the flag to change when ``--steps``/``--every`` cannot be followed for this run
+    (past its last epoch: checked once ``num_train`` is known)."""
+    if steps < 1 or every < 1:
+        raise ConfigError(f"--steps and --every must be >= 1, got {steps} and {every}")
+    if num_train is None:
+        return
+    per_epoch = -(-num_train // cfg.trainer.batch_size)
+    if steps > cfg.trainer.epochs * per_epoch:
+        raise ConfigError(f"--steps {steps} is past the run's {cfg.trainer.epochs} epochs of {per_epoch} steps; "
+                          f"pass fewer steps or more trainer.epochs")
+
+
+def probe(model: nn.Module, data: Dataset, cfg: Config, steps: int, every: int,
+          device: torch.device = torch.device("cpu")) -> list[dict]:
     """Train ``model`` for ``steps`` steps exactly as :func:`trainer.fit` does from the start (same
-    optimizer, shuffling, beta and LR per epoch) and return a row at step 0 and every ``every`` steps:
-    step, epoch, beta, lr, the batch's CE (None at step 0: no batch yet), the KL per training image and
-    :func:`layer_state`."""
+    optimizer, shuffling, beta and LR per epoch, CPU numerics) and return a row at step 0 and every
+    ``every`` steps: step, epoch, beta, lr, the KL per training image and :func:`layer_state` after that
+    step, and the CE of the step's batch, as its forward pass saw it before the update (None at step 0)."""
     if not svdo_layers(model):
         raise ConfigError(f"method={cfg.method.name} has no log alpha to follow; probe a sparsevd or ard run")
-    if steps < 1 or every < 1:
-        raise ConfigError(f"steps and every must be >= 1, got {steps} and {every}")
+    check_steps(steps, every, cfg, data.num_train)
     n, tr = data.num_train, cfg.trainer
-    per_epoch = -(-n // tr.batch_size)
-    if steps > tr.epochs * per_epoch:
-        raise ConfigError(f"steps={steps} is past the run's {tr.epochs} epochs of {per_epoch} steps; pass fewer steps "
-                          f"or more trainer.epochs")
     optimizer = make_optimizer(model, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.log_sigma2_lr_scale)
     generator = torch.Generator().manual_seed(cfg.seed)
     schedule = KLSchedule(cfg.kl.start, cfg.kl.warmup, cfg.kl.max)
     with torch.no_grad():
         kl0 = float(total_kl(model)) / n
-    rows = [{"step": 0, "epoch": 1, "beta": schedule(0), "lr": cfg.optim.lr * lr_factor(0, tr.epochs, cfg.optim.schedule),
-             "ce": None, "kl_per_image": kl0, "layers": layer_state(model)}]
+    lr0 = cfg.optim.lr * lr_factor(0, tr.epochs, cfg.optim.schedule)
+    rows = [{"step": 0, "epoch": 1, "beta": schedule(0), "lr": lr0, "ce": None, "kl_per_image": kl0,
+             "layers": layer_state(model)}]
     model.train()
     step, epoch = 0, 0
-    while step < steps:
-        beta, lr = schedule(epoch), cfg.optim.lr * lr_factor(epoch, tr.epochs, cfg.optim.schedule)
-        for group in optimizer.param_groups:
-            group["lr"] = lr * group["lr_scale"]
-        for idx in torch.randperm(n, generator=generator).split(tr.batch_size):
-            ce, kl = train_step(model, optimizer, data.x_train[idx], data.y_train[idx], n, beta, cfg.loss.scale)
-            step += 1
-            if step % every == 0 or step == steps:
-                rows.append({"step": step, "epoch": epoch + 1, "beta": beta, "lr": lr, "ce": float(ce),
-                             "kl_per_image": float(kl) / n, "layers": layer_state(model)})
-            if step == steps:
-                break
-        epoch += 1
+    with cpu_numerics(device):
+        while step < steps:
+            beta, lr = schedule(epoch), cfg.optim.lr * lr_factor(epoch, tr.epochs, cfg.optim.schedule)
+            for group in optimizer.param_groups:
+                group["lr"] = lr * group["lr_scale"]
+            for idx in torch.randperm(n, generator=generator).to(device).split(tr.batch_size):
+                ce, kl = train_step(model, optimizer, data.x_train[idx], data.y_train[idx], n, beta, cfg.loss.scale)
+                step += 1
+                if step % every == 0 or step == steps:
+                    rows.append({"step": step, "epoch": epoch + 1, "beta": beta, "lr": lr, "ce": float(ce),
+                                 "kl_per_image": float(kl) / n, "layers": layer_state(model)})
+                if step == steps:
+                    break
+            epoch += 1
     return rows
 
 
 def format_rows(rows: list[dict]) -> str:
     """A plain-text table: one line per row, the layers side by side."""
     names = list(rows[0]["layers"])
-    head = "step epoch  beta      lr     ce   kl/N | " + " | ".join(
-        f"{name}: |theta|  log s2  log a  pruned" for name in names)
-    lines = [head]
+    lines = ["step epoch  beta      lr     ce   kl/N | "
+             + " | ".join(f"{name}: |theta|  log s2  log a  pruned" for name in names)]
     for r in rows:
         ce = "     -" if r["ce"] is None else f"{r['ce']:6.3f}"
-        cells = [f"{' ' * len(name)}  {s['theta']:7.4f} {s['log_sigma2']:7.2f} {s['log_alpha']:6.2f} {s['pruned']:6.1f}%"
-                 for name, s in r["layers"].items()]
-        lines.append(f"{r['step']:4d} {r['epoch']:5d} {r['beta']:5.2f} {r['lr']:7.1e} {ce} {r['kl_per_image']:6.3f} | " + " | ".join(cells))
+        cells = [f"{' ' * len(name)}  {s['theta']:7.4f} {s['log_sigma2']:7.2f} {s['log_alpha']:6.2f} "
+                 f"{s['pruned']:6.1f}%" for name, s in r["layers"].items()]
+        lines.append(f"{r['step']:4d} {r['epoch']:5d} {r['beta']:5.2f} {r['lr']:7.1e} {ce} {r['kl_per_image']:6.3f} | "
+                     + " | ".join(cells))
     return "\n".join(lines)

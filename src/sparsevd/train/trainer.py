@@ -1,6 +1,7 @@
 """The training loop: negative-ELBO loss, LR and KL-weight schedules, checkpoints, signals."""
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import sys
@@ -205,16 +206,23 @@ def fit(model: nn.Module, data: Dataset, cfg: Config, run_dir: Path, *,
     ``keep``: extra entries written into every checkpoint (the W&B run id, so a resume continues that run).
     ``method=pruning``: masks go on every weight and tighten on :class:`pruning.Pruner`'s schedule.
     """
+    with cpu_numerics(device):
+        return _fit(model, data, cfg, Path(run_dir), device, on_eval, resume, segment, keep)
+
+
+@contextlib.contextmanager
+def cpu_numerics(device: torch.device):
+    """How training computes on a CPU: freed buffers kept (:func:`device.keep_freed_memory`) and
+    subnormals flushed to 0. Pruned weights drift towards 0, and theta^2, alpha theta^2, their gradients
+    and Adam's moments reach float32's subnormal range, where x86 arithmetic is slow: LeNet-300-100
+    SparseVD's first five epochs took 15-20 % longer. Flushing changes nothing above 1.2e-38; the
+    caller's setting (torch has no getter: a subnormal times 1 reads 0 when flushing) is restored after."""
     if device.type == "cpu" and sys.platform.startswith("linux"):
         keep_freed_memory()
-    # Pruned weights drift towards 0, and theta^2, alpha theta^2, their gradients and Adam's moments
-    # reach float32's subnormal range, where x86 arithmetic is slow: LeNet-300-100 SparseVD's first
-    # five epochs took 15-20 % longer. Flushing them to 0 changes nothing above 1.2e-38; the caller's
-    # setting (torch has no getter: a subnormal times 1 reads 0 when flushing) is restored after.
     was_flushing = (torch.tensor([1e-39]) * 1.0).item() == 0.0
     flush = device.type == "cpu" and torch.set_flush_denormal(True)
     try:
-        return _fit(model, data, cfg, Path(run_dir), device, on_eval, resume, segment, keep)
+        yield
     finally:
         if flush:
             torch.set_flush_denormal(was_flushing)
