@@ -42,7 +42,6 @@ def main(argv=None) -> int:
         seed_everything(c.seed)
         d = c.data
         data = load_dataset(d.name, d.root, d.preprocess, d.train_size, device, d.val_size, d.labels)
-        check_steps(args.steps, args.every, c, data.num_train)
         model = build_from_config(c).to(device)
         kernels.use_compiled(c.trainer.compile)
         print(format_rows(probe(model, data, c, args.steps, args.every, device)))

@@ -42,12 +42,12 @@ GRAPH = import_graph()
 
 
 def reachable(name: str) -> set[str]:
-    seen, todo = set(), [name]
-    while todo:
-        for dep in GRAPH[todo.pop()]:
+    seen, pending = set(), [name]
+    while pending:
+        for dep in GRAPH[pending.pop()]:
             if dep not in seen:
                 seen.add(dep)
-                todo.append(dep)
+                pending.append(dep)
     return seen
 
 

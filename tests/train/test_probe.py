@@ -30,14 +30,14 @@ def test_probe_takes_the_steps_training_takes(tmp_path):
     cfg = config("optim.log_sigma2_lr_scale=2")
     torch.manual_seed(0)
     model = build_model("lenet300", "sparsevd")
-    twin = copy.deepcopy(model)
+    probed = copy.deepcopy(model)
     torch.manual_seed(1)  # the weight noise draws from the global generator
     fit(model, tiny_data(310), cfg, tmp_path)
     torch.manual_seed(1)
-    rows = probe(twin, tiny_data(310), cfg, steps=14, every=7)
+    rows = probe(probed, tiny_data(310), cfg, steps=14, every=7)
     assert [(r["step"], r["epoch"], r["beta"]) for r in rows] == [(0, 1, 0.0), (7, 1, 0.0), (14, 2, 0.5)]
     assert [r["lr"] for r in rows] == pytest.approx([cfg.optim.lr, cfg.optim.lr, cfg.optim.lr / 2])
-    for (name, a), b in zip(model.state_dict().items(), twin.state_dict().values()):
+    for (name, a), b in zip(model.state_dict().items(), probed.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-7), name
 
 

@@ -56,13 +56,13 @@ def sparsify(model: nn.Module, *, threshold: float = 3.0, log_sigma2_init: float
         raise ValueError(f"sparsify: skip names {unknown} that are not modules of the model; "
                          f"see [name for name, _ in model.named_modules()]")
     options = dict(threshold=threshold, log_sigma2_init=log_sigma2_init, train_clip=train_clip, prior=prior)
-    todo = []
+    pending = []
     for name, module in model.named_modules():
         if not name or _skipped(name, skip) or isinstance(module, (SVDOLayer, *NORM_LAYERS)):
             continue
         if isinstance(getattr(module, "weight", None), nn.Parameter) or isinstance(module, (nn.Linear, nn.Conv2d)):
-            todo.append(name)
-    for name in todo:
+            pending.append(name)
+    for name in pending:
         parent, _, attr = name.rpartition(".")
         owner = model.get_submodule(parent) if parent else model
         setattr(owner, attr, _convert(getattr(owner, attr), name, options))

@@ -8,9 +8,9 @@ from torch import nn
 
 from ..config import Config, ConfigError
 from ..core.models import svdo_layers, weighted_layers
-from ..core.objective import KLSchedule, kl as total_kl
+from ..core.objective import kl as total_kl
 from ..data import Dataset
-from .trainer import cpu_numerics, lr_factor, make_optimizer, train_step
+from .trainer import cpu_numerics, epoch_plan, make_optimizer, set_lr, train_step
 
 
 def layer_state(model: nn.Module) -> dict[str, dict[str, float]]:
@@ -24,7 +24,7 @@ def layer_state(model: nn.Module) -> dict[str, dict[str, float]]:
             state[names[id(layer)]] = {
                 "theta": float(layer.weight.abs().median()), "log_sigma2": float(layer.log_sigma2.median()),
                 "log_alpha": float(log_alpha.median()),
-                "pruned": 100.0 * float((log_alpha >= layer.threshold).float().mean())}
+                "pruned": 100.0 * (1.0 - float(layer.mask(log_alpha).mean()))}
     return state
 
 
@@ -53,19 +53,17 @@ def probe(model: nn.Module, data: Dataset, cfg: Config, steps: int, every: int,
     n, tr = data.num_train, cfg.trainer
     optimizer = make_optimizer(model, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.log_sigma2_lr_scale)
     generator = torch.Generator().manual_seed(cfg.seed)
-    schedule = KLSchedule(cfg.kl.start, cfg.kl.warmup, cfg.kl.max)
     with torch.no_grad():
         kl0 = float(total_kl(model)) / n
-    lr0 = cfg.optim.lr * lr_factor(0, tr.epochs, cfg.optim.schedule)
-    rows = [{"step": 0, "epoch": 1, "beta": schedule(0), "lr": lr0, "ce": None, "kl_per_image": kl0,
+    beta, lr = epoch_plan(cfg, 0)
+    rows = [{"step": 0, "epoch": 1, "beta": beta, "lr": lr, "ce": None, "kl_per_image": kl0,
              "layers": layer_state(model)}]
     model.train()
     step, epoch = 0, 0
     with cpu_numerics(device):
         while step < steps:
-            beta, lr = schedule(epoch), cfg.optim.lr * lr_factor(epoch, tr.epochs, cfg.optim.schedule)
-            for group in optimizer.param_groups:
-                group["lr"] = lr * group["lr_scale"]
+            beta, lr = epoch_plan(cfg, epoch)
+            set_lr(optimizer, lr)
             for idx in torch.randperm(n, generator=generator).to(device).split(tr.batch_size):
                 ce, kl = train_step(model, optimizer, data.x_train[idx], data.y_train[idx], n, beta, cfg.loss.scale)
                 step += 1

@@ -58,9 +58,20 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.0,
         groups = [{"params": [p for n, p in params.items() if n not in noise], "lr_scale": 1.0},
                   {"params": [params[n] for n in noise], "lr_scale": float(log_sigma2_lr_scale)}]
     optimizer = torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay, fused=True)
-    for group in optimizer.param_groups:
-        group["lr"] = lr * group["lr_scale"]
+    set_lr(optimizer, lr)
     return optimizer
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Every group at ``lr`` times its ``lr_scale`` (log sigma^2's may differ)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+
+
+def epoch_plan(cfg: Config, epoch: int) -> tuple[float, float]:
+    """beta and the LR of 0-based ``epoch``, from the run's ``kl.*`` and ``optim.*`` schedules."""
+    beta = KLSchedule(cfg.kl.start, cfg.kl.warmup, cfg.kl.max)(epoch)
+    return beta, cfg.optim.lr * lr_factor(epoch, cfg.trainer.epochs, cfg.optim.schedule)
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, xb: torch.Tensor, yb: torch.Tensor,
@@ -236,13 +247,12 @@ def _fit(model, data, cfg, run_dir, device, on_eval, resume, segment, keep) -> l
         loop.restore()
     loop.segments = [*loop.segments, {**(segment or {}), "from_epoch": loop.epoch, "from_step": loop.step}]
     model.to(device)
-    schedule, tr = KLSchedule(cfg.kl.start, cfg.kl.warmup, cfg.kl.max), cfg.trainer
+    tr = cfg.trainer
     loop.t0 = time.perf_counter()
     with _StopFlag() as stop:
         for epoch in range(loop.epoch, tr.epochs):
-            beta, lr = schedule(epoch), cfg.optim.lr * lr_factor(epoch, tr.epochs, cfg.optim.schedule)
-            for group in loop.optimizer.param_groups:
-                group["lr"] = lr * group.get("lr_scale", 1.0)
+            beta, lr = epoch_plan(cfg, epoch)
+            set_lr(loop.optimizer, lr)
             if pruner is not None and loop.step == 0:  # a part-done epoch was pruned before it was saved
                 pruner.before_epoch(epoch, loop.optimizer)
             train_ce, train_kl = loop.train_epoch(epoch, beta, stop)
