@@ -13,11 +13,10 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from sparsevd.config import ConfigError, compose
-from sparsevd.core import kernels
-from sparsevd.core.models import build_from_config
-from sparsevd.data import DataError, load_dataset
-from sparsevd.train.device import DeviceError, resolve_device, seed_everything, use_threads
+from sparsevd.data import DataError
+from sparsevd.train.device import DeviceError
 from sparsevd.train.probe import check_steps, format_rows, probe
+from sparsevd.train.run import start
 
 
 def main(argv=None) -> int:
@@ -36,14 +35,7 @@ def main(argv=None) -> int:
         if c.model.init_from:
             raise ConfigError("the probe cannot follow a run that starts from a trained run (model.init_from); "
                               "probe one that starts from its own init")
-        # the order of scripts/train.py's run: device, threads, seed, data, model, kernels
-        device = resolve_device(c.device)
-        use_threads(c.trainer.threads)
-        seed_everything(c.seed)
-        d = c.data
-        data = load_dataset(d.name, d.root, d.preprocess, d.train_size, device, d.val_size, d.labels)
-        model = build_from_config(c).to(device)
-        kernels.use_compiled(c.trainer.compile)
+        device, data, model, _ = start(c)  # as scripts/train.py's run starts
         print(format_rows(probe(model, data, c, args.steps, args.every, device)))
     except (ConfigError, DataError, DeviceError) as exc:
         print(f"error: {exc}", file=sys.stderr)

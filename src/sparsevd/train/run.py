@@ -37,25 +37,33 @@ def run(cfg: dict, run_dir: Path, overrides: list[str] = ()) -> dict | None:
     if dest is False:
         return None
     resume, run_dir = resume_target(c, Path(run_dir))
-    device = resolve_device(c.device)
-    use_threads(c.trainer.threads)
-    env = environment(device)  # at start: the code that runs is the code this SHA names, on these threads
-    seed_everything(c.seed)
-    d = c.data
-    data = load_dataset(d.name, d.root, d.preprocess, d.train_size, device, d.val_size, d.labels)
-    model = build_from_config(c).to(device)
+    device, data, model, env = start(c)
     init_info = init_means(model, c.model.name, Path(c.model.init_from)) if c.model.init_from and not resume else None
     source = ((init_info or {}).get("identity") or {}).get("method", "dense")
     if c.method.name == "pruning" and source != "dense":
         raise ConfigError(f"model.init_from={c.model.init_from} holds a method={source} run; method=pruning prunes a "
                           f"trained dense net: pass a {c.model.name}_dense record")
-    kernels.use_compiled(c.trainer.compile)
     final = _fit_and_record(c, cfg, model, data, Path(run_dir), device, env, init_info, bool(resume), list(overrides))
     if dest is not None:
         publish(run_dir, dest, force=c.results.force)
         print(f"record: {dest}")
     print(f"done in {final['wall_time']:.1f}s: {run_dir}/final.json")
     return final
+
+
+def start(c):
+    """Device, threads, seed, data, fresh model and kernels, in the order every run takes them; returns
+    (device, data, model, environment), the last read at the start: the code that runs is the code its
+    SHA names, on these threads."""
+    device = resolve_device(c.device)
+    use_threads(c.trainer.threads)
+    env = environment(device)
+    seed_everything(c.seed)
+    d = c.data
+    data = load_dataset(d.name, d.root, d.preprocess, d.train_size, device, d.val_size, d.labels)
+    model = build_from_config(c).to(device)
+    kernels.use_compiled(c.trainer.compile)
+    return device, data, model, env
 
 
 def _destination(c) -> Path | None | bool:
