@@ -34,6 +34,29 @@ def test_make_pareto_draws_both_nets_and_the_search_from_sweeps_and_records(tmp_
     assert all(p.stat().st_size > 10_000 for p in made)
 
 
+def test_the_test_set_figure_and_sentence_leave_the_validation_candidates_to_the_search(monkeypatch, tmp_path):
+    import sparsevd.report.pareto as pareto
+    runs = tmp_path / "runs"
+    d = fake_record(runs, "lenet5_sparsevd_y_val10k", 0, 0.70, 300.0, [70.0, 98.0, 99.8])  # no weights
+    final = json.loads((d / "final.json").read_text())
+    final["config"]["data"] = {"val_size": 10000}
+    final["metrics"]["val_error"] = 0.9
+    (d / "final.json").write_text(json.dumps(final))
+    fake_record(runs, "lenet5_sparsevd_old", 0, 0.85, 290.0, [70.0, 98.0, 99.8])
+    sweep = [sweep_row("lenet5_sparsevd", 0, 3.0, 0.9, 260.0),
+             sweep_row("lenet5_sparsevd_x_val10k", 0, 3.0, 0.70, 300.0, val_error=0.8)]
+    drawn = {}
+    monkeypatch.setattr(pareto, "pareto_figure", lambda net, curves, points, *a: drawn.setdefault(net, (curves, points)))
+    monkeypatch.setattr(pareto, "search_figure", lambda net, curves, *a, **k: drawn.setdefault(f"search_{net}", curves))
+    paper = yaml.safe_load(PAPER.read_text())
+    make_pareto(sweep, runs, paper, tmp_path)
+    curves, points = drawn["lenet5"]
+    assert list(curves) == ["lenet5_sparsevd"] and list(points) == ["lenet5_sparsevd_old"]
+    assert list(drawn["search_lenet5"]) == ["lenet5_sparsevd_x_val10k"]
+    text = pareto_sentence("lenet5", sweep, paper, weightless_points(runs))  # 0.70 % at 300x on test: not counted
+    assert text.startswith("No LeNet-5-Caffe recipe of ours reaches") and "val10k" not in text
+
+
 def test_the_paper_yaml_quotes_table_1s_other_methods():
     other = yaml.safe_load(PAPER.read_text())["other_methods"]
     assert {(o["method"], o["error"], o["compression"]) for o in other["lenet5"]} == {
@@ -123,6 +146,15 @@ def test_the_second_panel_zooms_on_the_papers_point_and_holds_the_legend(monkeyp
         assert whole.get_xlim()[0] < 5.0 and whole.get_legend() is None
         labels = [t.get_text() for t in near.get_legend().get_texts()]
         assert "a" in labels and "b" in labels and any(t.startswith("paper: SparseVD") for t in labels)
+
+
+def test_every_search_candidate_has_its_own_colour_and_line_style(monkeypatch, tmp_path):
+    import sparsevd.report.pareto as pareto
+    monkeypatch.setattr(pareto, "_save", lambda fig, path: fig)
+    curves = {f"c{i:02d}": [(3.0, 250.0 + i, 0.9), (2.0, 300.0 + i, 1.0)] for i in range(19)}
+    fig = pareto.search_figure("lenet5", curves, yaml.safe_load(PAPER.read_text()), tmp_path, 0.69)
+    lines = [line for line in fig.axes[1].get_lines() if line.get_label() in curves]
+    assert len(lines) == 19 and len({(line.get_color(), line.get_linestyle()) for line in lines}) == 19
 
 
 def test_pruned_records_are_points_and_one_recipes_targets_join_into_a_curve(monkeypatch, tmp_path):
