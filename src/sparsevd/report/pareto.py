@@ -268,8 +268,8 @@ def make_pareto(sweep: list[dict], runs_dir: Path, paper: dict, out: Path) -> li
             if (cfg.get("model", {}).get("name", row.split("_")[0]) != net or data.get("name", "mnist") != "mnist"
                     or data.get("labels", "original") != "original"):
                 continue
-            if cfg["method"]["name"] != "dense" and data.get("val_size"):
-                continue  # a search candidate: in the search figure
+            if cfg["method"]["name"] != "dense" and not whole_training_set([finals[0]["metrics"]]):
+                continue  # a search candidate (it has a validation error): in the search figure
             if cfg["method"]["name"] == "dense":
                 dense += [f["metrics"]["test_error"] for f in finals] if row == f"{net}_dense" else []
                 dense_val += [f["metrics"]["val_error"] for f in finals if row == f"{net}_dense_val10k"]
